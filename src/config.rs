@@ -1,0 +1,380 @@
+//! Typed settings: built-in defaults, then the config file, then `LINGSHI_*` environment
+//! variables (nested keys with `__`, e.g. `LINGSHI_LIMITS__TEXT_MAX_CHARS=2000`).
+//!
+//! Everything is validated once at start so that a bad deployment fails loudly with a
+//! message a person can act on, instead of misrouting a citizen's message later.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// A value that must never appear in logs or error messages (HMAC keys and the like).
+#[derive(Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The only way to read the value; grep for it when auditing secret use.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            f.write_str("Secret(<empty>)")
+        } else {
+            f.write_str("Secret(<redacted>)")
+        }
+    }
+}
+
+/// An embassy or consulate and the countries whose citizens it serves.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+pub struct Mission {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub countries: Vec<String>,
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+}
+
+fn default_timezone() -> String {
+    "UTC".into()
+}
+
+/// Limits that protect the server and other users from one client.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct Limits {
+    /// Characters (not bytes) in a text message or note.
+    pub text_max_chars: usize,
+    /// Largest WebSocket frame accepted; bigger ones get a `too_large` error frame.
+    pub frame_max_bytes: usize,
+    /// Client frames per second per socket before `rate_limited`.
+    pub frames_per_second: u32,
+    /// Seconds a new socket has to send `hello`.
+    pub hello_timeout_secs: u64,
+    /// Seconds of silence after which a socket is considered dead.
+    pub idle_timeout_secs: u64,
+    /// Seconds between server pings on an otherwise idle socket.
+    pub ping_interval_secs: u64,
+    /// Frames queued for one socket before the client is declared too slow (close 4008).
+    pub outbound_queue: usize,
+    /// Session creations allowed per client address per minute (burst of the same size).
+    pub sessions_per_minute: u32,
+    /// Largest HTTP JSON body.
+    pub http_body_max_bytes: usize,
+    /// Messages waiting for the commit writer before senders are told to retry.
+    pub write_queue: usize,
+    /// Most messages committed in one transaction.
+    pub commit_batch_max: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            text_max_chars: 4000,
+            frame_max_bytes: 64 * 1024,
+            frames_per_second: 20,
+            hello_timeout_secs: 10,
+            idle_timeout_secs: 60,
+            ping_interval_secs: 25,
+            outbound_queue: 256,
+            sessions_per_minute: 30,
+            http_body_max_bytes: 256 * 1024,
+            write_queue: 16_384,
+            commit_batch_max: 512,
+        }
+    }
+}
+
+/// How citizens' `identity_token` JWTs from the app's identity service are verified.
+/// Leave all keys empty to accept guest sessions only.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct Identity {
+    /// Shared secret for HS256 tokens.
+    pub hs256_secret: Secret,
+    /// PEM public key for RS256 tokens.
+    pub rs256_public_key_pem: String,
+    /// PEM public key for ES256 tokens.
+    pub es256_public_key_pem: String,
+    /// Expected `iss`, checked when set.
+    pub issuer: String,
+    /// Expected `aud`, checked when set.
+    pub audience: String,
+}
+
+/// Session lifetimes.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct Sessions {
+    pub agent_ttl_hours: u64,
+    pub citizen_ttl_days: u64,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Sessions {
+            agent_ttl_hours: 12,
+            citizen_ttl_days: 30,
+        }
+    }
+}
+
+/// The whole configuration of one Lingshi process.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct Config {
+    pub bind: String,
+    pub data_dir: PathBuf,
+    /// `text` for people, `json` for log shippers.
+    pub log_format: String,
+    /// tracing filter, e.g. `info,lingshi=debug`; `RUST_LOG` wins when set.
+    pub log_level: String,
+    pub default_mission: String,
+    pub missions: Vec<Mission>,
+    pub limits: Limits,
+    pub identity: Identity,
+    pub sessions: Sessions,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./data"),
+            log_format: "text".into(),
+            log_level: "info".into(),
+            default_mission: "mfa".into(),
+            missions: vec![Mission {
+                id: "mfa".into(),
+                name: "Consular Protection Center, Ministry of Foreign Affairs".into(),
+                countries: vec![],
+                timezone: "Asia/Shanghai".into(),
+            }],
+            limits: Limits::default(),
+            identity: Identity::default(),
+            sessions: Sessions::default(),
+        }
+    }
+}
+
+/// Why the configuration cannot be used. Messages name the setting and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration: {0}")]
+    Load(String),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Load defaults → `file` (when given, or `config/lingshi.toml` when it exists) → env.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(path) => {
+                if !path.exists() {
+                    return Err(ConfigError::Load(format!(
+                        "config file {} does not exist",
+                        path.display()
+                    )));
+                }
+                fig = fig.merge(Toml::file(path));
+            }
+            None => {
+                let default = Path::new("config/lingshi.toml");
+                if default.exists() {
+                    fig = fig.merge(Toml::file(default));
+                }
+            }
+        }
+        fig = fig.merge(Env::prefixed("LINGSHI_").split("__"));
+        let config: Config = fig
+            .extract()
+            .map_err(|e| ConfigError::Load(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Check everything that could misroute or endanger a conversation later.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.bind.parse::<SocketAddr>().is_err() {
+            return bad(format!(
+                "bind address {:?} is not IP:PORT (for example 127.0.0.1:8080 or 0.0.0.0:8080)",
+                self.bind
+            ));
+        }
+        if self.missions.is_empty() {
+            return bad("no [[missions]] configured; add at least the default mission".into());
+        }
+        let mut ids = HashMap::new();
+        let mut owner: HashMap<String, &str> = HashMap::new();
+        for m in &self.missions {
+            if m.id.is_empty()
+                || !m
+                    .id
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+            {
+                return bad(format!(
+                    "mission id {:?} must be lowercase letters, digits, '-' or '_'",
+                    m.id
+                ));
+            }
+            if ids.insert(m.id.clone(), ()).is_some() {
+                return bad(format!("mission id {:?} is configured twice", m.id));
+            }
+            if m.name.trim().is_empty() {
+                return bad(format!("mission {:?} has no name", m.id));
+            }
+            for c in &m.countries {
+                if !is_country_code(c) {
+                    return bad(format!(
+                        "mission {:?}: country {:?} is not an ISO 3166-1 alpha-2 code like \"BE\"",
+                        m.id, c
+                    ));
+                }
+                if let Some(other) = owner.insert(c.clone(), &m.id) {
+                    return bad(format!(
+                        "country {c} is claimed by missions {other:?} and {:?}; a country belongs to one mission",
+                        m.id
+                    ));
+                }
+            }
+        }
+        if !ids.contains_key(&self.default_mission) {
+            let known: Vec<&str> = self.missions.iter().map(|m| m.id.as_str()).collect();
+            return bad(format!(
+                "default_mission {:?} is not a configured mission (known: {})",
+                self.default_mission,
+                known.join(", ")
+            ));
+        }
+        let l = &self.limits;
+        if l.text_max_chars == 0
+            || l.frame_max_bytes < 1024
+            || l.frames_per_second == 0
+            || l.outbound_queue == 0
+            || l.sessions_per_minute == 0
+            || l.write_queue == 0
+            || l.commit_batch_max == 0
+            || l.ping_interval_secs == 0
+            || l.idle_timeout_secs <= l.ping_interval_secs
+        {
+            return bad("limits: every limit must be positive, frame_max_bytes at least 1024, and idle_timeout_secs larger than ping_interval_secs".into());
+        }
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            return bad(format!(
+                "log_format {:?} must be \"text\" or \"json\"",
+                self.log_format
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn bind_addr(&self) -> SocketAddr {
+        self.bind.parse().expect("validated at load")
+    }
+
+    pub fn mission(&self, id: &str) -> Option<&Mission> {
+        self.missions.iter().find(|m| m.id == id)
+    }
+
+    /// The mission that serves citizens in `country`, else the default mission.
+    pub fn route(&self, country: Option<&str>) -> &Mission {
+        country
+            .and_then(|c| {
+                self.missions
+                    .iter()
+                    .find(|m| m.countries.iter().any(|mc| mc.eq_ignore_ascii_case(c)))
+            })
+            .or_else(|| self.mission(&self.default_mission))
+            .expect("default mission validated at load")
+    }
+}
+
+/// ISO 3166-1 alpha-2 shape: two ASCII uppercase letters.
+pub fn is_country_code(c: &str) -> bool {
+    c.len() == 2 && c.bytes().all(|b| b.is_ascii_uppercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_missions() -> Config {
+        let mut c = Config::default();
+        c.missions.push(Mission {
+            id: "be".into(),
+            name: "Embassy in Belgium".into(),
+            countries: vec!["BE".into()],
+            timezone: "Europe/Brussels".into(),
+        });
+        c
+    }
+
+    #[test]
+    fn routes_by_country_and_falls_back() {
+        let c = with_missions();
+        assert_eq!(c.route(Some("BE")).id, "be");
+        assert_eq!(c.route(Some("be")).id, "be");
+        assert_eq!(c.route(Some("FR")).id, "mfa");
+        assert_eq!(c.route(None).id, "mfa");
+    }
+
+    #[test]
+    fn rejects_unknown_default_mission() {
+        let mut c = with_missions();
+        c.default_mission = "nowhere".into();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("nowhere") && e.contains("known: mfa, be"), "{e}");
+    }
+
+    #[test]
+    fn rejects_country_claimed_twice() {
+        let mut c = with_missions();
+        c.missions.push(Mission {
+            id: "be2".into(),
+            name: "Consulate".into(),
+            countries: vec!["BE".into()],
+            timezone: "UTC".into(),
+        });
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("country BE is claimed"), "{e}");
+    }
+
+    #[test]
+    fn rejects_bad_bind() {
+        let mut c = with_missions();
+        c.bind = "localhost".into();
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("bind address"));
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let mut c = Config::default();
+        c.identity.hs256_secret = Secret::new("hunter2");
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}

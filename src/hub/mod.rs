@@ -1,0 +1,233 @@
+//! The realtime hub: who is connected, and which connections an event must reach.
+//!
+//! Connections subscribe to *topics* (their citizen id; or their missions, their agent
+//! id, and for admins everything). An event about a conversation is routed by that
+//! conversation's mission, citizen and assignee, so a transfer moves visibility at once
+//! without re-subscribing anyone. A frame is serialised once and shared by reference
+//! count between all recipients.
+//!
+//! Each connection has a bounded outbound queue. Publishing never blocks: when a queue
+//! is full the connection is marked overflowed and its task closes the socket with
+//! 4008, and the client comes back with `resume`. Nothing is dropped silently.
+
+pub mod frames;
+pub mod socket;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use axum::extract::ws::Utf8Bytes;
+use tokio::sync::Notify;
+
+use crate::store::ConversationRecord;
+
+/// What a connection listens to.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub enum Topic {
+    Citizen(String),
+    Mission(String),
+    Agent(String),
+    /// Admins: every conversation.
+    All,
+}
+
+/// Who must see an event about one conversation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Audience {
+    /// Citizen and staff (messages, conversation events).
+    Everyone,
+    /// Staff only (internal notes).
+    StaffOnly,
+}
+
+/// One live socket as the hub sees it. Kept small: thousands are held idle.
+pub struct Conn {
+    pub id: u64,
+    /// SHA-256 of the session token, to close sockets when the session is revoked.
+    pub session: String,
+    /// Principal id (citizen or agent), to skip echoing typing to its own author.
+    pub principal_id: String,
+    queue: Mutex<VecDeque<Utf8Bytes>>,
+    capacity: usize,
+    overflowed: AtomicBool,
+    closing: AtomicBool,
+    wake: Notify,
+}
+
+impl Conn {
+    /// Queue a frame; false when the queue was full (the connection is then closing).
+    pub fn push(&self, frame: Utf8Bytes) -> bool {
+        if self.overflowed.load(Ordering::Relaxed) {
+            return false;
+        }
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        if q.len() >= self.capacity {
+            drop(q);
+            self.overflowed.store(true, Ordering::Relaxed);
+            self.wake.notify_one();
+            return false;
+        }
+        q.push_back(frame);
+        drop(q);
+        self.wake.notify_one();
+        true
+    }
+
+    /// Take everything queued so far. Releases memory a burst left behind.
+    pub fn drain(&self) -> VecDeque<Utf8Bytes> {
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let out = std::mem::take(&mut *q);
+        drop(q);
+        out
+    }
+
+    pub fn overflowed(&self) -> bool {
+        self.overflowed.load(Ordering::Relaxed)
+    }
+
+    /// Ask the connection task to close (shutdown or revoked session).
+    pub fn close(&self) {
+        self.closing.store(true, Ordering::Relaxed);
+        self.wake.notify_one();
+    }
+
+    pub fn closing(&self) -> bool {
+        self.closing.load(Ordering::Relaxed)
+    }
+
+    pub async fn woken(&self) {
+        self.wake.notified().await
+    }
+}
+
+#[derive(Default)]
+struct Registry {
+    topics: HashMap<Topic, Vec<Arc<Conn>>>,
+}
+
+/// The registry of live connections and the fan-out of events to them.
+pub struct Hub {
+    registry: RwLock<Registry>,
+    next_id: AtomicU64,
+    queue_capacity: usize,
+    shutting_down: AtomicBool,
+}
+
+impl Hub {
+    pub fn new(queue_capacity: usize) -> Self {
+        Hub {
+            registry: RwLock::new(Registry::default()),
+            next_id: AtomicU64::new(1),
+            queue_capacity,
+            shutting_down: AtomicBool::new(false),
+        }
+    }
+
+    /// Register a connection under `topics`. Done *before* the welcome snapshot and the
+    /// replay are read, so an event committed in between is queued, not lost.
+    pub fn subscribe(&self, session: String, principal_id: String, topics: &[Topic]) -> Arc<Conn> {
+        let conn = Arc::new(Conn {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            session,
+            principal_id,
+            queue: Mutex::new(VecDeque::new()),
+            capacity: self.queue_capacity,
+            overflowed: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
+            wake: Notify::new(),
+        });
+        let mut reg = self.registry.write().unwrap_or_else(|p| p.into_inner());
+        for t in topics {
+            reg.topics.entry(t.clone()).or_default().push(conn.clone());
+        }
+        drop(reg);
+        if self.shutting_down.load(Ordering::Relaxed) {
+            conn.close();
+        }
+        conn
+    }
+
+    pub fn unsubscribe(&self, conn: &Conn, topics: &[Topic]) {
+        let mut reg = self.registry.write().unwrap_or_else(|p| p.into_inner());
+        for t in topics {
+            if let Some(list) = reg.topics.get_mut(t) {
+                list.retain(|c| c.id != conn.id);
+                if list.is_empty() {
+                    reg.topics.remove(t);
+                }
+            }
+        }
+    }
+
+    /// Deliver `frame` to every connection that may see any of `routes` (one
+    /// conversation, or its states before and after a transfer) for `audience`.
+    /// `skip` names a principal that must not get it (the author of a typing frame).
+    /// Returns how many connections were too slow and are now closing.
+    pub fn publish(
+        &self,
+        routes: &[&ConversationRecord],
+        audience: Audience,
+        frame: Utf8Bytes,
+        skip: Option<&str>,
+    ) -> usize {
+        let mut topics: Vec<Topic> = Vec::with_capacity(1 + 3 * routes.len());
+        for conv in routes {
+            if audience == Audience::Everyone {
+                topics.push(Topic::Citizen(conv.citizen_id.clone()));
+            }
+            topics.push(Topic::Mission(conv.mission_id.clone()));
+            if let Some(a) = &conv.assignee_id {
+                topics.push(Topic::Agent(a.clone()));
+            }
+        }
+        topics.push(Topic::All);
+        let reg = self.registry.read().unwrap_or_else(|p| p.into_inner());
+        // A connection can sit under several of these topics (an admin who is also the
+        // assignee); deliver once.
+        let mut seen: Vec<u64> = Vec::new();
+        let mut slow = 0;
+        for t in &topics {
+            let Some(list) = reg.topics.get(t) else {
+                continue;
+            };
+            for c in list {
+                if skip == Some(c.principal_id.as_str()) || seen.contains(&c.id) {
+                    continue;
+                }
+                seen.push(c.id);
+                if !c.push(frame.clone()) {
+                    slow += 1;
+                }
+            }
+        }
+        slow
+    }
+
+    /// Close every socket opened with this session (after it was revoked).
+    pub fn close_session(&self, session: &str) {
+        let reg = self.registry.read().unwrap_or_else(|p| p.into_inner());
+        for list in reg.topics.values() {
+            for c in list {
+                if c.session == session {
+                    c.close();
+                }
+            }
+        }
+    }
+
+    /// Close every socket with 1001 (graceful shutdown) and refuse new ones.
+    pub fn close_all(&self) {
+        self.shutting_down.store(true, Ordering::Relaxed);
+        let reg = self.registry.read().unwrap_or_else(|p| p.into_inner());
+        for list in reg.topics.values() {
+            for c in list {
+                c.close();
+            }
+        }
+    }
+
+    pub fn shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,424 @@
+//! One WebSocket connection: `hello`, the `welcome` snapshot and resume replay, then a
+//! single task that reads client frames, writes queued hub frames, and pings.
+//!
+//! One task per socket (no reader/writer split) keeps an idle connection to its socket
+//! buffers, a small future and one [`Conn`] entry in the hub.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+
+use super::frames::{self, ClientFrame};
+use super::{Audience, Conn, Topic};
+use crate::auth::{authenticate, Principal};
+use crate::chat::SendInput;
+use crate::error::AppError;
+use crate::server::AppState;
+use crate::store::{ConversationFilter, MessagePage};
+
+/// Close codes of the contract.
+pub const CLOSE_UNAUTHORIZED: u16 = 4401;
+pub const CLOSE_TOO_SLOW: u16 = 4008;
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+
+/// Socket read buffer: small, since most sockets sit idle; it grows for a large frame
+/// while that frame is in flight.
+const READ_BUFFER: usize = 2 * 1024;
+/// Most conversations a `resume` may name.
+const RESUME_MAX: usize = 200;
+/// Messages read per replay query.
+const REPLAY_PAGE: i64 = 200;
+
+pub async fn upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
+    if state.hub.shutting_down() {
+        return AppError::Unavailable("the server is shutting down".into()).into_response();
+    }
+    let frame_max = state.config.limits.frame_max_bytes;
+    // Frames up to 16x the limit are read and refused with an error frame (the socket
+    // stays open); anything larger is a protocol error that ends the connection.
+    let hard_max = frame_max.saturating_mul(16);
+    ws.read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
+        .max_write_buffer_size(4 * 1024 * 1024)
+        .max_message_size(hard_max)
+        .max_frame_size(hard_max)
+        .on_failed_upgrade(|e| tracing::debug!(error = %e, "websocket upgrade failed"))
+        .on_upgrade(move |socket| serve(socket, state))
+}
+
+async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        })))
+        .await;
+}
+
+/// Wait for `hello` and authenticate it.
+async fn handshake(
+    socket: &mut WebSocket,
+    state: &AppState,
+) -> Option<(Principal, String, HashMap<String, i64>)> {
+    let timeout = Duration::from_secs(state.config.limits.hello_timeout_secs);
+    let text = match tokio::time::timeout(timeout, socket.recv()).await {
+        Ok(Some(Ok(Message::Text(t)))) => t,
+        Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => return None,
+        Ok(Some(Ok(_))) => {
+            close(socket, CLOSE_UNAUTHORIZED, "the first frame must be hello").await;
+            return None;
+        }
+        Err(_) => {
+            close(socket, CLOSE_UNAUTHORIZED, "no hello within the time limit").await;
+            return None;
+        }
+    };
+    let (token, resume) = match frames::parse(&text) {
+        Ok(ClientFrame::Hello { token, resume }) => (token, resume),
+        _ => {
+            close(socket, CLOSE_UNAUTHORIZED, "the first frame must be hello").await;
+            return None;
+        }
+    };
+    match authenticate(&state.store, &token).await {
+        Ok(Some((p, session))) => Some((p, session, resume)),
+        Ok(None) => {
+            close(
+                socket,
+                CLOSE_UNAUTHORIZED,
+                "invalid, expired or revoked token",
+            )
+            .await;
+            None
+        }
+        Err(e) => {
+            e.log();
+            close(socket, 1011, "internal error").await;
+            None
+        }
+    }
+}
+
+fn topics_for(p: &Principal) -> Vec<Topic> {
+    match p {
+        Principal::Citizen(c) => vec![Topic::Citizen(c.id.clone())],
+        Principal::Agent(a) => match a.agent.role.as_str() {
+            "admin" => vec![Topic::All],
+            "agent" => {
+                let mut t: Vec<Topic> = a.missions.iter().cloned().map(Topic::Mission).collect();
+                t.push(Topic::Agent(a.agent.id.clone()));
+                t
+            }
+            _ => vec![],
+        },
+    }
+}
+
+fn snapshot_filter(p: &Principal) -> ConversationFilter {
+    match p {
+        Principal::Citizen(c) => ConversationFilter {
+            citizen_id: Some(c.id.clone()),
+            limit: 100,
+            ..Default::default()
+        },
+        Principal::Agent(a) => ConversationFilter {
+            missions: (a.agent.role != "admin").then(|| a.missions.clone()),
+            visible_assignee: Some(a.agent.id.clone()),
+            active_only: true,
+            limit: 500,
+            ..Default::default()
+        },
+    }
+}
+
+/// Unsubscribes and counts the socket down however the task ends.
+struct Registration<'a> {
+    state: &'a AppState,
+    conn: Arc<Conn>,
+    topics: Vec<Topic>,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        self.state.hub.unsubscribe(&self.conn, &self.topics);
+        self.state.metrics.open_sockets.fetch_sub(1, Relaxed);
+    }
+}
+
+async fn serve(mut socket: WebSocket, state: AppState) {
+    let Some((principal, session, resume)) = handshake(&mut socket, &state).await else {
+        return;
+    };
+    let topics = topics_for(&principal);
+    // Subscribe first: whatever is committed from now on is queued for this socket,
+    // so nothing falls between the snapshot below and live delivery.
+    let conn = state
+        .hub
+        .subscribe(session, principal.id().to_string(), &topics);
+    state.metrics.open_sockets.fetch_add(1, Relaxed);
+    let reg = Registration {
+        state: &state,
+        conn,
+        topics,
+    };
+    if let Err(e) = welcome_and_replay(&mut socket, &state, &principal, resume).await {
+        e.log();
+        close(&mut socket, 1011, "internal error").await;
+        return;
+    }
+    run(&mut socket, &state, &principal, &reg.conn).await;
+}
+
+async fn welcome_and_replay(
+    socket: &mut WebSocket,
+    state: &AppState,
+    p: &Principal,
+    resume: HashMap<String, i64>,
+) -> Result<(), AppError> {
+    let convs = state.store.list_conversations(&snapshot_filter(p)).await?;
+    if socket
+        .send(Message::Text(frames::welcome(p.user_json(), &convs)))
+        .await
+        .is_err()
+    {
+        return Ok(());
+    }
+    let mut resume: Vec<(String, i64)> = resume.into_iter().collect();
+    resume.sort();
+    if resume.len() > RESUME_MAX {
+        let e = AppError::invalid(format!("resume names more than {RESUME_MAX} conversations"));
+        let _ = socket.send(Message::Text(frames::error(&e, None))).await;
+        resume.truncate(RESUME_MAX);
+    }
+    let include_notes = p.works_conversations();
+    for (cid, last_seq) in resume {
+        let conv = match state.chat.conversation_for(p, &cid).await {
+            Ok(c) => c,
+            Err(e @ (AppError::NotFound(_) | AppError::Forbidden(_))) => {
+                let _ = socket.send(Message::Text(frames::error(&e, None))).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let mut after = last_seq.max(0);
+        while after < conv.last_seq {
+            let page = state
+                .store
+                .messages(
+                    &conv.id,
+                    MessagePage {
+                        after_seq: Some(after),
+                        before_seq: None,
+                        limit: REPLAY_PAGE,
+                        include_notes,
+                    },
+                )
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            for m in &page {
+                if socket
+                    .send(Message::Text(frames::message(m)))
+                    .await
+                    .is_err()
+                {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Token bucket for client frames.
+struct FrameBudget {
+    tokens: f64,
+    per_sec: f64,
+    at: Instant,
+}
+
+impl FrameBudget {
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * self.per_sec)
+            .min(self.per_sec);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+async fn run(socket: &mut WebSocket, state: &AppState, p: &Principal, conn: &Conn) {
+    let limits = &state.config.limits;
+    let ping_every = Duration::from_secs(limits.ping_interval_secs);
+    let idle_limit = Duration::from_secs(limits.idle_timeout_secs);
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+    let mut last_seen = Instant::now();
+    let mut budget = FrameBudget {
+        tokens: limits.frames_per_second as f64,
+        per_sec: limits.frames_per_second as f64,
+        at: Instant::now(),
+    };
+    loop {
+        tokio::select! {
+            biased;
+            _ = conn.woken() => {
+                if conn.overflowed() {
+                    state.metrics.slow_consumer_closes.fetch_add(1, Relaxed);
+                    tracing::info!(principal = %p.id(), "client too slow; closing with 4008");
+                    close(socket, CLOSE_TOO_SLOW, "too slow: reconnect and resume").await;
+                    return;
+                }
+                if conn.closing() {
+                    if state.hub.shutting_down() {
+                        close(socket, CLOSE_GOING_AWAY, "server shutting down").await;
+                    } else {
+                        close(socket, CLOSE_UNAUTHORIZED, "session revoked").await;
+                    }
+                    return;
+                }
+                for frame in conn.drain() {
+                    if socket.send(Message::Text(frame)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            msg = socket.recv() => {
+                let Some(Ok(msg)) = msg else { return };
+                last_seen = Instant::now();
+                match msg {
+                    Message::Text(text) => {
+                        let reply = handle_text(state, p, &mut budget, &text).await;
+                        if let Some(reply) = reply {
+                            if socket.send(Message::Text(reply)).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Message::Binary(_) => {
+                        state.metrics.frames_refused.fetch_add(1, Relaxed);
+                        let e = AppError::invalid("binary frames are not supported; send JSON text frames");
+                        if socket.send(Message::Text(frames::error(&e, None))).await.is_err() {
+                            return;
+                        }
+                    }
+                    Message::Close(_) => return,
+                    Message::Ping(_) | Message::Pong(_) => {}
+                }
+            }
+            _ = ping.tick() => {
+                if last_seen.elapsed() >= idle_limit {
+                    tracing::debug!(principal = %p.id(), "socket silent too long; closing");
+                    close(socket, CLOSE_GOING_AWAY, "idle timeout").await;
+                    return;
+                }
+                if socket.send(Message::Ping(Default::default())).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Handle one client text frame; returns the direct reply, if any.
+async fn handle_text(
+    state: &AppState,
+    p: &Principal,
+    budget: &mut FrameBudget,
+    text: &str,
+) -> Option<Utf8Bytes> {
+    state.metrics.frames_in.fetch_add(1, Relaxed);
+    let refuse = |e: AppError, cmid: Option<&str>| {
+        state.metrics.frames_refused.fetch_add(1, Relaxed);
+        e.log();
+        Some(frames::error(&e, cmid))
+    };
+    if !budget.take() {
+        let e = AppError::RateLimited {
+            message: format!(
+                "more than {} frames per second; slow down",
+                state.config.limits.frames_per_second
+            ),
+            retry_after_secs: 1,
+        };
+        return refuse(e, frames::client_msg_id_of(text).as_deref());
+    }
+    if text.len() > state.config.limits.frame_max_bytes {
+        let e = AppError::TooLarge(format!(
+            "frame of {} bytes is over the {} byte limit",
+            text.len(),
+            state.config.limits.frame_max_bytes
+        ));
+        return refuse(e, None);
+    }
+    let frame = match frames::parse(text) {
+        Ok(f) => f,
+        Err(e) => return refuse(e, frames::client_msg_id_of(text).as_deref()),
+    };
+    match frame {
+        ClientFrame::Ping => Some(frames::pong()),
+        ClientFrame::Hello { .. } => refuse(AppError::invalid("already authenticated"), None),
+        ClientFrame::Send(s) => {
+            let cmid = s.client_msg_id.clone();
+            let input = SendInput {
+                client_msg_id: s.client_msg_id,
+                conversation_id: s.conversation_id,
+                kind: s.kind,
+                body: s.body,
+                attachment_ids: s.attachment_ids,
+            };
+            match state.chat.send(p, input).await {
+                Ok(c) => Some(frames::ack(&c)),
+                Err(e) => refuse(e, Some(&cmid)),
+            }
+        }
+        ClientFrame::Typing {
+            conversation_id,
+            active,
+        } => match state.chat.conversation_for(p, &conversation_id).await {
+            Ok(conv) => {
+                state.hub.publish(
+                    &[&conv],
+                    Audience::Everyone,
+                    frames::typing(&conv.id, p.user_json(), active),
+                    Some(p.id()),
+                );
+                None
+            }
+            Err(e) => refuse(e, None),
+        },
+        ClientFrame::Read {
+            conversation_id,
+            seq,
+        } => match state.chat.conversation_for(p, &conversation_id).await {
+            Ok(conv) => {
+                if seq < 0 || seq > conv.last_seq {
+                    return refuse(
+                        AppError::invalid(format!("seq must be between 0 and {}", conv.last_seq)),
+                        None,
+                    );
+                }
+                if let Err(e) = state.store.set_read(&conv.id, p.id(), seq).await {
+                    return refuse(e, None);
+                }
+                state.hub.publish(
+                    &[&conv],
+                    Audience::Everyone,
+                    frames::read(&conv.id, p.user_json(), seq),
+                    Some(p.id()),
+                );
+                None
+            }
+            Err(e) => refuse(e, None),
+        },
+    }
+}

@@ -1,0 +1,155 @@
+//! Service metrics in Prometheus text format. A handful of atomics owned by the
+//! application state (no global recorder), so tests can run many servers in one process.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+
+/// A histogram with fixed upper bounds.
+pub struct Histogram {
+    bounds: &'static [f64],
+    counts: Vec<AtomicU64>,
+    /// Sum in millionths of the unit, to stay integral.
+    sum_micros: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    pub fn new(bounds: &'static [f64]) -> Self {
+        Histogram {
+            bounds,
+            counts: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            sum_micros: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+
+    pub fn observe(&self, v: f64) {
+        if let Some(i) = self.bounds.iter().position(|b| v <= *b) {
+            self.counts[i].fetch_add(1, Relaxed);
+        }
+        self.sum_micros.fetch_add((v * 1e6) as u64, Relaxed);
+        self.count.fetch_add(1, Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (b, c) in self.bounds.iter().zip(&self.counts) {
+            cumulative += c.load(Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {cumulative}");
+        }
+        let count = self.count.load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "{name}_sum {}",
+            self.sum_micros.load(Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "{name}_count {count}");
+    }
+}
+
+const LATENCY_BOUNDS: &[f64] = &[
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
+];
+const BATCH_BOUNDS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+
+pub struct Metrics {
+    pub open_sockets: AtomicI64,
+    pub messages_committed: AtomicU64,
+    pub messages_duplicate: AtomicU64,
+    pub commits: AtomicU64,
+    pub frames_in: AtomicU64,
+    pub frames_refused: AtomicU64,
+    pub slow_consumer_closes: AtomicU64,
+    pub ack_latency: Histogram,
+    pub commit_batch: Histogram,
+    pub commit_seconds: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            open_sockets: AtomicI64::new(0),
+            messages_committed: AtomicU64::new(0),
+            messages_duplicate: AtomicU64::new(0),
+            commits: AtomicU64::new(0),
+            frames_in: AtomicU64::new(0),
+            frames_refused: AtomicU64::new(0),
+            slow_consumer_closes: AtomicU64::new(0),
+            ack_latency: Histogram::new(LATENCY_BOUNDS),
+            commit_batch: Histogram::new(BATCH_BOUNDS),
+            commit_seconds: Histogram::new(LATENCY_BOUNDS),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let mut gauge = |name: &str, help: &str, kind: &str, v: String| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+            );
+        };
+        gauge(
+            "lingshi_ws_open_sockets",
+            "WebSocket connections currently open.",
+            "gauge",
+            self.open_sockets.load(Relaxed).to_string(),
+        );
+        gauge(
+            "lingshi_messages_committed_total",
+            "Messages durably committed.",
+            "counter",
+            self.messages_committed.load(Relaxed).to_string(),
+        );
+        gauge(
+            "lingshi_messages_duplicate_total",
+            "Sends answered from an earlier commit (idempotent resend).",
+            "counter",
+            self.messages_duplicate.load(Relaxed).to_string(),
+        );
+        gauge(
+            "lingshi_commits_total",
+            "Message transactions committed.",
+            "counter",
+            self.commits.load(Relaxed).to_string(),
+        );
+        gauge(
+            "lingshi_ws_frames_total",
+            "Client WebSocket frames received.",
+            "counter",
+            self.frames_in.load(Relaxed).to_string(),
+        );
+        gauge(
+            "lingshi_ws_frames_refused_total",
+            "Client frames answered with an error frame.",
+            "counter",
+            self.frames_refused.load(Relaxed).to_string(),
+        );
+        gauge(
+            "lingshi_ws_slow_consumer_closes_total",
+            "Sockets closed with 4008 because the client could not keep up.",
+            "counter",
+            self.slow_consumer_closes.load(Relaxed).to_string(),
+        );
+        self.ack_latency.render(
+            &mut out,
+            "lingshi_ack_latency_seconds",
+            "Time from a send reaching the writer queue to its durable commit.",
+        );
+        self.commit_batch.render(
+            &mut out,
+            "lingshi_commit_batch_size",
+            "Messages per committed transaction.",
+        );
+        self.commit_seconds.render(
+            &mut out,
+            "lingshi_commit_seconds",
+            "Duration of one message transaction including fsync.",
+        );
+        out
+    }
+}

@@ -1,0 +1,163 @@
+//! Wiring: application state, starting the HTTP/WebSocket server, graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::{IdentityVerifier, RateLimiter};
+use crate::chat::{Chat, Writer};
+use crate::config::Config;
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// Everything a handler needs, cheap to clone (all shared behind `Arc`s).
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub hub: Arc<Hub>,
+    pub chat: Chat,
+    pub metrics: Arc<Metrics>,
+    pub identity: Arc<IdentityVerifier>,
+    pub session_limiter: Arc<RateLimiter>,
+}
+
+/// A running server. Dropping it does not stop it; call [`Server::shutdown`].
+pub struct Server {
+    addr: SocketAddr,
+    state: AppState,
+    stop_accepting: CancellationToken,
+    stop_writer: CancellationToken,
+    serve_task: JoinHandle<std::io::Result<()>>,
+    writer_task: JoinHandle<()>,
+}
+
+impl Server {
+    /// Open the data dir, apply migrations, bind `config.bind` (port 0 picks a free
+    /// port) and start serving.
+    pub async fn start(config: Config) -> anyhow::Result<Server> {
+        config.validate()?;
+        let config = Arc::new(config);
+        let store = Store::open(&config.data_dir).await?;
+        let identity = Arc::new(IdentityVerifier::from_config(&config.identity)?);
+        let metrics = Arc::new(Metrics::default());
+        let hub = Arc::new(Hub::new(config.limits.outbound_queue));
+        let stop_writer = CancellationToken::new();
+        let (writer, writer_task) = Writer::start(
+            store.clone(),
+            hub.clone(),
+            metrics.clone(),
+            config.limits.write_queue,
+            config.limits.commit_batch_max,
+            stop_writer.clone(),
+        );
+        let state = AppState {
+            chat: Chat {
+                config: config.clone(),
+                store: store.clone(),
+                hub: hub.clone(),
+                writer,
+            },
+            session_limiter: Arc::new(RateLimiter::new(config.limits.sessions_per_minute)),
+            config: config.clone(),
+            store,
+            hub,
+            metrics,
+            identity,
+        };
+        let listener = tokio::net::TcpListener::bind(config.bind_addr())
+            .await
+            .with_context(|| format!("cannot listen on {}", config.bind))?;
+        let addr = listener.local_addr()?;
+        let app = crate::http::router(state.clone());
+        let stop_accepting = CancellationToken::new();
+        let stop = stop_accepting.clone();
+        let serve_task = tokio::spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+        });
+        tracing::info!(%addr, data_dir = %config.data_dir.display(), missions = config.missions.len(), "lingshi listening");
+        Ok(Server {
+            addr,
+            state,
+            stop_accepting,
+            stop_writer,
+            serve_task,
+            writer_task,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Stop accepting, close sockets with 1001, commit every accepted message, close
+    /// the database.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        tracing::info!("shutting down");
+        self.state.hub.close_all();
+        self.stop_accepting.cancel();
+        // Sockets close themselves on the hub's signal; give them a moment to say 1001.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while self.state.metrics.open_sockets.load(Relaxed) > 0
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        match tokio::time::timeout(Duration::from_secs(10), self.serve_task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "server ended with an error"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "server task failed"),
+            Err(_) => tracing::warn!("in-flight requests did not finish within 10 s"),
+        }
+        self.stop_writer.cancel();
+        self.writer_task
+            .await
+            .context("message writer task failed")?;
+        self.state.store.close().await;
+        tracing::info!("shutdown complete");
+        Ok(())
+    }
+}
+
+/// Run until SIGTERM or Ctrl-C, then shut down gracefully.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let server = Server::start(config).await?;
+    shutdown_signal().await;
+    server.shutdown().await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

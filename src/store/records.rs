@@ -1,0 +1,129 @@
+//! Rows as the rest of the service sees them. They carry no SQL and no backend types,
+//! so another backend can produce the same values.
+
+use serde::Serialize;
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct AgentRecord {
+    pub id: String,
+    pub email: String,
+    pub name: String,
+    pub role: String,
+    pub password_hash: String,
+    pub capacity: i64,
+}
+
+/// An agent with the missions they serve.
+#[derive(Clone, Debug)]
+pub struct AgentWithMissions {
+    pub agent: AgentRecord,
+    pub missions: Vec<String>,
+}
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct CitizenRecord {
+    pub id: String,
+    pub external_sub: Option<String>,
+    pub display_name: String,
+    pub locale: Option<String>,
+    pub country: Option<String>,
+}
+
+/// A session token's subject, as stored.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct SessionRecord {
+    pub kind: String,
+    pub subject_id: String,
+    pub expires_at: String,
+    pub revoked_at: Option<String>,
+}
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct ConversationRecord {
+    pub id: String,
+    pub mission_id: String,
+    pub citizen_id: String,
+    pub citizen_name: String,
+    pub citizen_country: Option<String>,
+    pub channel: String,
+    pub status: String,
+    pub priority: String,
+    pub assignee_id: Option<String>,
+    pub last_seq: i64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct MessageRecord {
+    pub id: String,
+    pub conversation_id: String,
+    pub seq: i64,
+    pub client_msg_id: Option<String>,
+    pub sender_kind: String,
+    pub sender_id: Option<String>,
+    pub sender_name: String,
+    pub kind: String,
+    pub body: String,
+    /// JSON array of attachment objects, stored as sent.
+    pub attachments: String,
+    pub created_at: String,
+}
+
+/// A message waiting to be committed by the group-commit writer.
+#[derive(Clone, Debug)]
+pub struct NewMessage {
+    pub conversation_id: String,
+    pub client_msg_id: Option<String>,
+    pub sender_kind: &'static str,
+    pub sender_id: Option<String>,
+    pub sender_name: String,
+    pub kind: &'static str,
+    pub body: String,
+    pub attachments: String,
+    /// A citizen writing into a resolved conversation reopens it.
+    pub reopen_if_resolved: bool,
+}
+
+/// What committing one [`NewMessage`] produced.
+#[derive(Clone, Debug)]
+pub struct Committed {
+    pub message: MessageRecord,
+    /// The conversation after the commit.
+    pub conversation: ConversationRecord,
+    /// The message was already stored under this sender's `client_msg_id`.
+    pub duplicate: bool,
+    /// The commit moved the conversation from resolved back to open/assigned.
+    pub reopened: bool,
+}
+
+/// Filters for listing conversations; `None` means no filter.
+#[derive(Clone, Debug, Default)]
+pub struct ConversationFilter {
+    pub citizen_id: Option<String>,
+    /// Agents: conversations of these missions, or assigned to `visible_assignee`.
+    pub missions: Option<Vec<String>>,
+    pub visible_assignee: Option<String>,
+    pub status: Option<String>,
+    pub assignee_id: Option<String>,
+    /// Exclude resolved conversations (welcome snapshots).
+    pub active_only: bool,
+    /// Return conversations with an id below this one (cursor paging, newest first).
+    pub before_id: Option<String>,
+    pub limit: i64,
+}
+
+/// Paging of messages inside a conversation.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MessagePage {
+    pub after_seq: Option<i64>,
+    pub before_seq: Option<i64>,
+    pub limit: i64,
+    pub include_notes: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Counts {
+    pub conversations: i64,
+    pub messages: i64,
+}
