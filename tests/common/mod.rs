@@ -1,0 +1,446 @@
+//! Test fixture: a real server on 127.0.0.1:0 with its own SQLite file in a temp dir,
+//! driven over real HTTP (reqwest) and WebSocket (tokio-tungstenite) clients. Staff
+//! accounts are created with the real `lingshi agent add` command.
+//!
+//! Set `TEST_LOG=1` to see the server's logs.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use lingshi::config::{Config, Mission};
+use lingshi::server::Server;
+use serde_json::{json, Value};
+use tokio::io::AsyncWriteExt;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+
+pub const PASSWORD: &str = "correct-horse-battery";
+
+pub fn missions() -> Vec<Mission> {
+    let m = |id: &str, name: &str, countries: &[&str]| Mission {
+        id: id.into(),
+        name: name.into(),
+        countries: countries.iter().map(|c| c.to_string()).collect(),
+        timezone: "UTC".into(),
+    };
+    vec![
+        m("mfa", "Consular Protection Center", &[]),
+        m("be", "Embassy in Belgium", &["BE", "LU"]),
+        m("et", "Embassy in Ethiopia", &["ET"]),
+        m("us", "Embassy in the United States", &["US"]),
+    ]
+}
+
+/// The configuration tests run with: generous session limits, short hello timeout.
+pub fn test_config(data_dir: &Path) -> Config {
+    let mut c = Config {
+        bind: "127.0.0.1:0".into(),
+        data_dir: data_dir.to_path_buf(),
+        missions: missions(),
+        ..Config::default()
+    };
+    c.limits.sessions_per_minute = 100_000;
+    c.limits.hello_timeout_secs = 2;
+    c
+}
+
+/// Write `config` as a TOML file for the binary.
+pub fn write_config_file(dir: &Path, config: &Config) -> PathBuf {
+    let path = dir.join("lingshi.toml");
+    let mut text = format!(
+        "bind = {:?}\ndata_dir = {:?}\ndefault_mission = {:?}\n",
+        config.bind,
+        config.data_dir.display().to_string(),
+        config.default_mission
+    );
+    for m in &config.missions {
+        text.push_str(&format!(
+            "[[missions]]\nid = {:?}\nname = {:?}\ncountries = {:?}\ntimezone = {:?}\n",
+            m.id, m.name, m.countries, m.timezone
+        ));
+    }
+    let l = &config.limits;
+    text.push_str(&format!(
+        "[limits]\nsessions_per_minute = {}\nhello_timeout_secs = {}\nframes_per_second = {}\noutbound_queue = {}\n",
+        l.sessions_per_minute, l.hello_timeout_secs, l.frames_per_second, l.outbound_queue
+    ));
+    if !config.identity.hs256_secret.is_empty() {
+        text.push_str(&format!(
+            "[identity]\nhs256_secret = {:?}\n",
+            config.identity.hs256_secret.expose()
+        ));
+    }
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+pub fn init_logs() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("info,lingshi=debug")
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+pub struct TestApp {
+    pub server: Option<Server>,
+    pub addr: std::net::SocketAddr,
+    pub base: String,
+    pub http: reqwest::Client,
+    pub config: Config,
+    pub config_file: PathBuf,
+    pub dir: tempfile::TempDir,
+}
+
+pub struct Staff {
+    pub id: String,
+    pub token: String,
+    pub email: String,
+}
+
+pub struct Citizen {
+    pub id: String,
+    pub token: String,
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+        init_logs();
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(&dir.path().join("data"));
+        tweak(&mut config);
+        let config_file = write_config_file(dir.path(), &config);
+        let server = Server::start(config.clone()).await.expect("server starts");
+        let addr = server.addr();
+        TestApp {
+            server: Some(server),
+            addr,
+            base: format!("http://{addr}"),
+            http: reqwest::Client::new(),
+            config,
+            config_file,
+            dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/v1/ws", self.addr)
+    }
+
+    /// Run `lingshi agent add` against this app's data dir.
+    pub async fn add_staff(&self, email: &str, name: &str, missions: &str, role: &str) -> String {
+        let out = run_cli(
+            &self.config_file,
+            &[
+                "agent",
+                "add",
+                "--email",
+                email,
+                "--name",
+                name,
+                "--mission",
+                missions,
+                "--role",
+                role,
+                "--password-stdin",
+            ],
+            Some(PASSWORD),
+        )
+        .await;
+        assert!(
+            out.status.success(),
+            "agent add failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        stdout
+            .split_whitespace()
+            .nth(2)
+            .expect("id printed")
+            .to_string()
+    }
+
+    /// Create a staff account and sign it in.
+    pub async fn staff(&self, email: &str, missions: &str, role: &str) -> Staff {
+        let id = self.add_staff(email, email, missions, role).await;
+        let r = self
+            .post_json(
+                "/v1/agent/sessions",
+                None,
+                &json!({"email": email, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(r.0, 200, "agent sign-in: {}", r.1);
+        assert_eq!(r.1["agent"]["id"], id.as_str());
+        Staff {
+            id,
+            token: r.1["token"].as_str().unwrap().to_string(),
+            email: email.to_string(),
+        }
+    }
+
+    pub async fn citizen(&self, name: &str, country: Option<&str>) -> Citizen {
+        let mut body = json!({"display_name": name, "locale": "zh-CN"});
+        if let Some(c) = country {
+            body["country"] = json!(c);
+        }
+        let r = self.post_json("/v1/citizen/sessions", None, &body).await;
+        assert_eq!(r.0, 200, "citizen session: {}", r.1);
+        Citizen {
+            id: r.1["citizen"]["id"].as_str().unwrap().to_string(),
+            token: r.1["token"].as_str().unwrap().to_string(),
+        }
+    }
+
+    pub async fn post_json(&self, path: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
+        let mut req = self.http.post(self.url(path)).json(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        into_pair(req.send().await.unwrap()).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut req = self.http.post(self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        into_pair(req.send().await.unwrap()).await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut req = self.http.get(self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        into_pair(req.send().await.unwrap()).await
+    }
+
+    /// Start (or fetch) the citizen's conversation.
+    pub async fn conversation(&self, c: &Citizen) -> Value {
+        let r = self
+            .post_json("/v1/conversations", Some(&c.token), &json!({}))
+            .await;
+        assert!(r.0 == 200 || r.0 == 201, "start conversation: {r:?}");
+        r.1
+    }
+
+    pub async fn send_http(&self, token: &str, conv: &str, cmid: &str, body: &str) -> (u16, Value) {
+        self.post_json(
+            &format!("/v1/conversations/{conv}/messages"),
+            Some(token),
+            &json!({"client_msg_id": cmid, "body": body}),
+        )
+        .await
+    }
+
+    pub async fn messages(&self, token: &str, conv: &str, query: &str) -> Vec<Value> {
+        let r = self
+            .get(
+                &format!("/v1/conversations/{conv}/messages?{query}"),
+                Some(token),
+            )
+            .await;
+        assert_eq!(r.0, 200, "messages: {}", r.1);
+        r.1["messages"].as_array().unwrap().clone()
+    }
+
+    pub async fn ws(&self, token: &str) -> Ws {
+        Ws::connect(&self.ws_url(), token, json!({})).await
+    }
+
+    pub async fn shutdown(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await.unwrap();
+        }
+    }
+}
+
+pub async fn into_pair(r: reqwest::Response) -> (u16, Value) {
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    let v = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    (status, v)
+}
+
+/// Run the real `lingshi` binary, optionally feeding stdin.
+pub async fn run_cli(
+    config_file: &Path,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> std::process::Output {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_lingshi"));
+    cmd.arg("--config").arg(config_file).args(args);
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("lingshi binary runs");
+    let mut input = child.stdin.take().unwrap();
+    if let Some(s) = stdin {
+        input.write_all(format!("{s}\n").as_bytes()).await.unwrap();
+    }
+    drop(input);
+    child.wait_with_output().await.unwrap()
+}
+
+type WsStream =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A WebSocket client that speaks the contract's frames.
+pub struct Ws {
+    pub stream: WsStream,
+    pub welcome: Value,
+}
+
+pub enum Next {
+    Frame(Value),
+    Closed(Option<CloseFrame>),
+    Timeout,
+}
+
+impl Ws {
+    /// Connect and say hello; panics unless `welcome` comes back.
+    pub async fn connect(url: &str, token: &str, resume: Value) -> Ws {
+        let mut stream = Self::raw(url).await;
+        stream
+            .send(Message::text(
+                json!({"type": "hello", "token": token, "resume": resume}).to_string(),
+            ))
+            .await
+            .unwrap();
+        let mut ws = Ws {
+            stream,
+            welcome: Value::Null,
+        };
+        match ws.next(Duration::from_secs(5)).await {
+            Next::Frame(f) if f["type"] == "welcome" => ws.welcome = f,
+            Next::Frame(f) => panic!("expected welcome, got {f}"),
+            Next::Closed(c) => panic!("closed instead of welcome: {c:?}"),
+            Next::Timeout => panic!("no welcome"),
+        }
+        ws
+    }
+
+    pub async fn raw(url: &str) -> WsStream {
+        tokio_tungstenite::connect_async(url)
+            .await
+            .expect("websocket connects")
+            .0
+    }
+
+    pub async fn send(&mut self, v: Value) {
+        self.stream
+            .send(Message::text(v.to_string()))
+            .await
+            .unwrap();
+    }
+
+    pub async fn send_text(&mut self, s: String) {
+        self.stream.send(Message::text(s)).await.unwrap();
+    }
+
+    /// The next JSON frame (pings answered and skipped), a close, or a timeout.
+    pub async fn next(&mut self, within: Duration) -> Next {
+        next_frame(&mut self.stream, within).await
+    }
+
+    /// The next frame of `ty`, skipping others; panics on close or timeout.
+    pub async fn expect(&mut self, ty: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next(left).await {
+                Next::Frame(f) if f["type"] == ty => return f,
+                Next::Frame(_) => continue,
+                Next::Closed(c) => panic!("socket closed while waiting for {ty}: {c:?}"),
+                Next::Timeout => panic!("no {ty} frame within 5 s"),
+            }
+        }
+    }
+
+    /// Frames received within `window` (for asserting something did NOT arrive).
+    pub async fn collect(&mut self, window: Duration) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + window;
+        let mut out = vec![];
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return out;
+            }
+            match self.next(left).await {
+                Next::Frame(f) => out.push(f),
+                _ => return out,
+            }
+        }
+    }
+
+    /// Send a text message and return its ack.
+    pub async fn send_message(&mut self, conv: Option<&str>, cmid: &str, body: &str) -> Value {
+        let mut f = json!({"type": "send", "client_msg_id": cmid, "kind": "text", "body": body});
+        if let Some(c) = conv {
+            f["conversation_id"] = json!(c);
+        }
+        self.send(f).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next(left).await {
+                Next::Frame(f) if f["type"] == "ack" && f["client_msg_id"] == cmid => return f,
+                Next::Frame(f) if f["type"] == "error" => panic!("send refused: {f}"),
+                Next::Frame(_) => continue,
+                Next::Closed(c) => panic!("closed while waiting for ack: {c:?}"),
+                Next::Timeout => panic!("no ack for {cmid}"),
+            }
+        }
+    }
+
+    /// Wait for the server to close the socket; returns the close code.
+    pub async fn closed(&mut self, within: Duration) -> Option<u16> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next(left).await {
+                Next::Frame(_) => continue,
+                Next::Closed(c) => return c.map(|c| u16::from(c.code)),
+                Next::Timeout => panic!("socket not closed within {within:?}"),
+            }
+        }
+    }
+}
+
+pub async fn next_frame(stream: &mut WsStream, within: Duration) -> Next {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(left, stream.next()).await {
+            Err(_) => return Next::Timeout,
+            Ok(None) => return Next::Closed(None),
+            Ok(Some(Err(_))) => return Next::Closed(None),
+            Ok(Some(Ok(Message::Text(t)))) => {
+                return Next::Frame(serde_json::from_str(t.as_str()).expect("server sends JSON"))
+            }
+            Ok(Some(Ok(Message::Close(c)))) => return Next::Closed(c),
+            Ok(Some(Ok(_))) => continue,
+        }
+    }
+}
+
+pub fn uuid() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
