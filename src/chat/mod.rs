@@ -43,7 +43,7 @@ pub fn can_access(p: &Principal, conv: &ConversationRecord) -> bool {
         Principal::Agent(a) => match a.agent.role.as_str() {
             "admin" => true,
             "agent" => {
-                a.missions.iter().any(|m| *m == conv.mission_id)
+                a.missions.contains(&conv.mission_id)
                     || conv.assignee_id.as_deref() == Some(a.agent.id.as_str())
             }
             _ => false,
