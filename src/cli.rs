@@ -58,6 +58,9 @@ pub struct AgentAdd {
     /// agent, editor or admin.
     #[arg(long, default_value = "agent")]
     pub role: String,
+    /// Most open conversations auto-assigned to this agent at once.
+    #[arg(long, default_value_t = 5)]
+    pub capacity: i64,
     /// Read the password from the first line of standard input.
     #[arg(long)]
     pub password_stdin: bool,
@@ -115,6 +118,9 @@ pub async fn agent_add(config: &Config, args: &AgentAdd) -> anyhow::Result<()> {
         bail!("--name must have 1 to 100 characters");
     }
     check_role(&args.role).map_err(anyhow::Error::msg)?;
+    if !(0..=100).contains(&args.capacity) {
+        bail!("--capacity must be between 0 and 100");
+    }
     let missions: Vec<String> = args
         .mission
         .iter()
@@ -126,7 +132,7 @@ pub async fn agent_add(config: &Config, args: &AgentAdd) -> anyhow::Result<()> {
     let hash = hash_password(&password)?;
     let store = Store::open(&config.data_dir).await?;
     let id = store
-        .create_agent(email, name, &args.role, &hash, &missions)
+        .create_agent(email, name, &args.role, &hash, args.capacity, &missions)
         .await
         .map_err(|e| anyhow::anyhow!("{}", e.public_message()))?;
     println!(

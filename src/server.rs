@@ -63,6 +63,7 @@ impl Server {
                 store: store.clone(),
                 hub: hub.clone(),
                 writer,
+                assign_lock: Arc::default(),
             },
             session_limiter: Arc::new(RateLimiter::new(config.limits.sessions_per_minute)),
             config: config.clone(),

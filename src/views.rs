@@ -4,7 +4,7 @@
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::store::{Committed, ConversationRecord, MessageRecord};
+use crate::store::{AttachmentRecord, Committed, ConversationRecord, MessageRecord};
 
 #[derive(Serialize)]
 pub struct CitizenRef<'a> {
@@ -25,6 +25,26 @@ pub struct ConversationView<'a> {
     pub last_seq: i64,
     pub created_at: &'a str,
     pub updated_at: &'a str,
+    /// Staff-only: labels are internal triage and never shown to citizens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels: Option<&'a RawValue>,
+}
+
+impl<'a> ConversationView<'a> {
+    /// The view for `p`: citizens do not see internal fields.
+    pub fn for_principal(c: &'a ConversationRecord, p: &crate::auth::Principal) -> Self {
+        let v = ConversationView::from(c);
+        if matches!(p, crate::auth::Principal::Citizen(_)) {
+            v.citizen_view()
+        } else {
+            v
+        }
+    }
+
+    pub fn citizen_view(mut self) -> Self {
+        self.labels = None;
+        self
+    }
 }
 
 impl<'a> From<&'a ConversationRecord> for ConversationView<'a> {
@@ -44,6 +64,7 @@ impl<'a> From<&'a ConversationRecord> for ConversationView<'a> {
             last_seq: c.last_seq,
             created_at: &c.created_at,
             updated_at: &c.updated_at,
+            labels: Some(serde_json::from_str(&c.labels).unwrap_or(empty_array())),
         }
     }
 }
@@ -117,4 +138,17 @@ impl<'a> From<&'a Committed> for Ack<'a> {
             duplicate: c.duplicate,
         }
     }
+}
+
+/// The contract's attachment object; URLs are relative to the server.
+pub fn attachment_json(a: &AttachmentRecord) -> serde_json::Value {
+    serde_json::json!({
+        "id": a.id,
+        "content_type": a.content_type,
+        "bytes": a.bytes,
+        "width": a.width,
+        "height": a.height,
+        "url": format!("/v1/attachments/{}", a.id),
+        "thumb_url": format!("/v1/attachments/{}/thumb", a.id),
+    })
 }

@@ -287,7 +287,11 @@ async fn a_citizen_writing_into_a_resolved_conversation_reopens_it() {
     assert_eq!(s, 201);
     let ev = agent_ws.expect("conversation").await;
     assert_eq!(ev["event"], "reopened");
-    assert_eq!(ev["conversation"]["status"], "assigned");
+    assert_eq!(ev["conversation"]["status"], "open");
+    // Back in the queue, it goes to the online agent again.
+    let ev = agent_ws.expect("conversation").await;
+    assert_eq!(ev["event"], "assigned");
+    assert_eq!(ev["conversation"]["assignee_id"], agent.id.as_str());
     let (_, now) = app
         .get(&format!("/v1/conversations/{id}"), Some(&c.token))
         .await;

@@ -3,6 +3,7 @@
 //! publish hub events, so a message reaches an agent by the same path whichever
 //! channel it came from.
 
+pub mod workflow;
 pub mod writer;
 
 use std::sync::Arc;
@@ -33,6 +34,8 @@ pub struct Chat {
     pub store: Store,
     pub hub: Arc<Hub>,
     pub writer: Writer,
+    /// Serialises auto-assignment decisions so capacity is never overrun.
+    pub assign_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// May `p` see `conv`? Citizens: their own. Agents: their missions' and those assigned
@@ -88,16 +91,14 @@ impl Chat {
             .store
             .find_or_create_conversation(&c.id, &mission.id, channel)
             .await?;
-        if created {
-            tracing::info!(conversation = %conv.id, mission = %conv.mission_id, "conversation created");
-            self.hub.publish(
-                &[&conv],
-                Audience::Everyone,
-                frames::conversation("created", &conv),
-                None,
-            );
+        if !created {
+            return Ok((conv, false));
         }
-        Ok((conv, created))
+        tracing::info!(conversation = %conv.id, mission = %conv.mission_id, "conversation created");
+        self.publish_event("created", &[], &conv);
+        self.auto_assign(&conv.mission_id).await;
+        let conv = self.store.conversation(&conv.id).await?.unwrap_or(conv);
+        Ok((conv, true))
     }
 
     /// Validate and durably store a message; the result is what the `ack` reports.
@@ -127,32 +128,36 @@ impl Chat {
                 reopened: false,
             });
         }
-        let kind: &'static str = match input.kind.as_deref().unwrap_or("text") {
+        let has_attachments = !input.attachment_ids.is_empty();
+        let default_kind = if has_attachments { "image" } else { "text" };
+        let kind: &'static str = match input.kind.as_deref().unwrap_or(default_kind) {
             "text" => "text",
             "note" if is_citizen => {
                 return Err(AppError::forbidden("citizens cannot write internal notes"))
             }
             "note" => "note",
-            "image" => {
-                return Err(AppError::invalid(
-                    "image messages need attachments, which this server does not accept yet",
-                ))
-            }
+            "image" => "image",
             other => {
                 return Err(AppError::invalid(format!(
-                    "kind {other:?} cannot be sent; use text or note"
+                    "kind {other:?} cannot be sent; use text, image or note"
                 )))
             }
         };
-        if !input.attachment_ids.is_empty() {
-            return Err(AppError::invalid(
-                "attachments are not accepted by this server yet",
-            ));
-        }
         let body = input.body.unwrap_or_default();
         let chars = body.chars().count();
-        if body.trim().is_empty() {
-            return Err(AppError::invalid("body must not be empty"));
+        if kind == "image" {
+            if !has_attachments {
+                return Err(AppError::invalid("an image message needs attachment_ids"));
+            }
+        } else {
+            if has_attachments {
+                return Err(AppError::invalid(
+                    "attachments go in image messages (kind \"image\")",
+                ));
+            }
+            if body.trim().is_empty() {
+                return Err(AppError::invalid("body must not be empty"));
+            }
         }
         if chars > self.config.limits.text_max_chars {
             return Err(AppError::invalid(format!(
@@ -163,6 +168,7 @@ impl Chat {
         if body.contains('\u{0}') {
             return Err(AppError::invalid("body must not contain NUL characters"));
         }
+        let (attachments, attachment_ids) = self.own_uploads(p, input.attachment_ids).await?;
         let conv = match input.conversation_id.as_deref() {
             Some(id) => self.conversation_for(p, id).await?,
             None if is_citizen => self.start_conversation(p, None).await?.0,
@@ -176,10 +182,75 @@ impl Chat {
             sender_name: p.display_name().to_string(),
             kind,
             body,
-            attachments: "[]".into(),
+            attachments,
+            attachment_ids,
             reopen_if_resolved: is_citizen,
         };
-        self.writer.commit(msg).await
+        let committed = self.writer.commit(msg).await?;
+        if committed.reopened {
+            self.auto_assign(&committed.conversation.mission_id).await;
+        }
+        Ok(committed)
+    }
+
+    /// Publish a conversation event: the staff view to staff (routed by every state in
+    /// `before` and by `after`), the citizen view to the citizen.
+    pub fn publish_event(
+        &self,
+        event: &str,
+        before: &[&ConversationRecord],
+        after: &ConversationRecord,
+    ) {
+        let mut routes: Vec<&ConversationRecord> = before.to_vec();
+        routes.push(after);
+        self.hub.publish(
+            &routes,
+            Audience::StaffOnly,
+            frames::conversation(event, after),
+            None,
+        );
+        self.hub.publish(
+            &[after],
+            Audience::CitizenOnly,
+            frames::conversation_for_citizen(event, after),
+            None,
+        );
+    }
+
+    /// Check that every upload exists and was uploaded by `p`; returns the attachment
+    /// objects to show in the message, and the ids.
+    async fn own_uploads(
+        &self,
+        p: &Principal,
+        ids: Vec<String>,
+    ) -> AppResult<(String, Vec<String>)> {
+        const MAX: usize = 10;
+        if ids.len() > MAX {
+            return Err(AppError::invalid(format!(
+                "at most {MAX} attachments per message"
+            )));
+        }
+        let mut seen = Vec::with_capacity(ids.len());
+        let mut objects = Vec::with_capacity(ids.len());
+        for id in ids {
+            if seen.contains(&id) {
+                continue;
+            }
+            let found = if uuid::Uuid::parse_str(&id).is_ok() {
+                self.store.attachment(&id).await?
+            } else {
+                None
+            };
+            let a = found.ok_or_else(|| AppError::invalid(format!("no upload with id {id}")))?;
+            if a.uploader_id != p.id() {
+                return Err(AppError::forbidden(
+                    "only the uploader can attach an upload to a message",
+                ));
+            }
+            objects.push(crate::views::attachment_json(&a));
+            seen.push(id);
+        }
+        Ok((serde_json::Value::Array(objects).to_string(), seen))
     }
 
     /// A system message the citizen sees (transfers and the like).
@@ -198,175 +269,9 @@ impl Chat {
                 kind: "system",
                 body,
                 attachments: "[]".into(),
+                attachment_ids: vec![],
                 reopen_if_resolved: false,
             })
             .await
-    }
-
-    fn require_staff(p: &Principal) -> AppResult<()> {
-        if p.works_conversations() {
-            Ok(())
-        } else {
-            Err(AppError::forbidden("only agents and admins can do this"))
-        }
-    }
-
-    /// An agent who may hold conversations of `mission` (admins hold any).
-    async fn assignable_agent(&self, agent_id: &str) -> AppResult<crate::store::AgentWithMissions> {
-        let agent = if uuid::Uuid::parse_str(agent_id).is_ok() {
-            self.store.agent_by_id(agent_id).await?
-        } else {
-            None
-        };
-        let agent =
-            agent.ok_or_else(|| AppError::invalid(format!("no agent with id {agent_id}")))?;
-        if !matches!(agent.agent.role.as_str(), "agent" | "admin") {
-            return Err(AppError::invalid(
-                "conversations can only be assigned to agents and admins",
-            ));
-        }
-        Ok(agent)
-    }
-
-    pub async fn assign(
-        &self,
-        p: &Principal,
-        id: &str,
-        agent_id: Option<&str>,
-    ) -> AppResult<ConversationRecord> {
-        Self::require_staff(p)?;
-        let conv = self.conversation_for(p, id).await?;
-        let target = agent_id.unwrap_or(p.id());
-        let agent = self.assignable_agent(target).await?;
-        if agent.agent.role != "admin" && !agent.missions.contains(&conv.mission_id) {
-            return Err(AppError::invalid(format!(
-                "agent {} does not serve mission {}; transfer the conversation instead",
-                agent.agent.name, conv.mission_id
-            )));
-        }
-        let status = if conv.status == "resolved" {
-            "resolved"
-        } else {
-            "assigned"
-        };
-        let updated = self
-            .store
-            .update_conversation(id, Some(status), Some(Some(&agent.agent.id)), None)
-            .await?;
-        tracing::info!(conversation = %id, agent = %agent.agent.id, by = %p.id(), "conversation assigned");
-        self.hub.publish(
-            &[&conv, &updated],
-            Audience::Everyone,
-            frames::conversation("assigned", &updated),
-            None,
-        );
-        Ok(updated)
-    }
-
-    pub async fn transfer(
-        &self,
-        p: &Principal,
-        id: &str,
-        agent_id: Option<&str>,
-        mission_id: Option<&str>,
-    ) -> AppResult<ConversationRecord> {
-        Self::require_staff(p)?;
-        let conv = self.conversation_for(p, id).await?;
-        let (mission, assignee) = match (agent_id, mission_id) {
-            (Some(a), None) => {
-                let agent = self.assignable_agent(a).await?;
-                let mission =
-                    if agent.agent.role == "admin" || agent.missions.contains(&conv.mission_id) {
-                        conv.mission_id.clone()
-                    } else {
-                        agent
-                            .missions
-                            .first()
-                            .cloned()
-                            .ok_or_else(|| AppError::invalid("that agent serves no mission"))?
-                    };
-                (mission, Some(agent.agent.id))
-            }
-            (None, Some(m)) => {
-                if self.config.mission(m).is_none() {
-                    return Err(AppError::invalid(format!("unknown mission {m:?}")));
-                }
-                (m.to_string(), None)
-            }
-            _ => {
-                return Err(AppError::invalid(
-                    "give exactly one of agent_id or mission_id",
-                ))
-            }
-        };
-        let status = match (&conv.status[..], &assignee) {
-            ("resolved", _) => "resolved",
-            (_, Some(_)) => "assigned",
-            (_, None) => "open",
-        };
-        let updated = self
-            .store
-            .update_conversation(id, Some(status), Some(assignee.as_deref()), Some(&mission))
-            .await?;
-        tracing::info!(conversation = %id, mission = %mission, by = %p.id(), "conversation transferred");
-        self.hub.publish(
-            &[&conv, &updated],
-            Audience::Everyone,
-            frames::conversation("transferred", &updated),
-            None,
-        );
-        if mission != conv.mission_id {
-            let name = self
-                .config
-                .mission(&mission)
-                .map(|m| m.name.clone())
-                .unwrap_or(mission.clone());
-            self.system_message(id, format!("Transferred to the {name}."))
-                .await?;
-        }
-        Ok(updated)
-    }
-
-    pub async fn resolve(&self, p: &Principal, id: &str) -> AppResult<ConversationRecord> {
-        Self::require_staff(p)?;
-        let conv = self.conversation_for(p, id).await?;
-        if conv.status == "resolved" {
-            return Ok(conv);
-        }
-        let updated = self
-            .store
-            .update_conversation(id, Some("resolved"), None, None)
-            .await?;
-        self.hub.publish(
-            &[&updated],
-            Audience::Everyone,
-            frames::conversation("resolved", &updated),
-            None,
-        );
-        Ok(updated)
-    }
-
-    pub async fn reopen(&self, p: &Principal, id: &str) -> AppResult<ConversationRecord> {
-        Self::require_staff(p)?;
-        let conv = self.conversation_for(p, id).await?;
-        if conv.status != "resolved" {
-            return Ok(conv);
-        }
-        let status = if conv.assignee_id.is_some() {
-            "assigned"
-        } else {
-            "open"
-        };
-        let updated = self
-            .store
-            .update_conversation(id, Some(status), None, None)
-            .await?;
-        self.hub.publish(
-            &[&updated],
-            Audience::Everyone,
-            frames::conversation("reopened", &updated),
-            None,
-        );
-        Ok(updated)
     }
 }

@@ -26,14 +26,32 @@ pub fn router() -> Router<AppState> {
         .route("/v1/conversations/{id}/transfer", post(transfer))
         .route("/v1/conversations/{id}/resolve", post(resolve))
         .route("/v1/conversations/{id}/reopen", post(reopen))
+        .route("/v1/conversations/{id}/priority", post(priority))
+        .route(
+            "/v1/conversations/{id}/labels",
+            post(add_labels).delete(remove_labels),
+        )
 }
 
 #[derive(Deserialize)]
 struct ListQuery {
     status: Option<String>,
     mine: Option<bool>,
+    priority: Option<String>,
+    label: Option<String>,
+    /// `recent` (newest first, default) or `queue` (priority, then oldest first).
+    order: Option<String>,
     limit: Option<i64>,
     cursor: Option<String>,
+}
+
+/// Cursors are `RANK.ID` of the last row of the previous page.
+fn parse_cursor(c: &str) -> AppResult<(i64, String)> {
+    let bad = || AppError::invalid("cursor is not one this server issued");
+    let (rank, id) = c.split_once('.').ok_or_else(bad)?;
+    let rank: i64 = rank.parse().map_err(|_| bad())?;
+    uuid::Uuid::parse_str(id).map_err(|_| bad())?;
+    Ok((rank, id.to_string()))
 }
 
 async fn list(
@@ -52,14 +70,25 @@ async fn list(
             ));
         }
     }
-    if let Some(c) = &q.cursor {
-        if uuid::Uuid::parse_str(c).is_err() {
-            return Err(AppError::invalid("cursor is not one this server issued"));
+    if let Some(p) = &q.priority {
+        if !crate::chat::workflow::PRIORITIES.contains(&p.as_str()) {
+            return Err(AppError::invalid(
+                "priority must be normal, urgent or emergency",
+            ));
         }
     }
+    let queue_order = match q.order.as_deref() {
+        None | Some("recent") => false,
+        Some("queue") => true,
+        Some(_) => return Err(AppError::invalid("order must be recent or queue")),
+    };
+    let after = q.cursor.as_deref().map(parse_cursor).transpose()?;
     let mut f = ConversationFilter {
         status: q.status,
-        before_id: q.cursor,
+        priority: q.priority,
+        label: q.label.map(|l| l.trim().to_lowercase()),
+        queue_order,
+        after,
         limit: limit + 1,
         ..Default::default()
     };
@@ -81,11 +110,15 @@ async fn list(
     let mut rows = state.store.list_conversations(&f).await?;
     let next_cursor = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);
-        rows.last().map(|c| c.id.clone())
+        rows.last()
+            .map(|c| format!("{}.{}", crate::store::priority_rank(&c.priority), c.id))
     } else {
         None
     };
-    let convs: Vec<ConversationView> = rows.iter().map(ConversationView::from).collect();
+    let convs: Vec<ConversationView> = rows
+        .iter()
+        .map(|c| ConversationView::for_principal(c, &auth.principal))
+        .collect();
     Ok(Json(
         json!({"conversations": convs, "next_cursor": next_cursor}),
     ))
@@ -111,7 +144,10 @@ async fn start(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(ConversationView::from(&conv)).into_response()))
+    Ok((
+        status,
+        Json(ConversationView::for_principal(&conv, &auth.principal)).into_response(),
+    ))
 }
 
 async fn show(
@@ -120,7 +156,7 @@ async fn show(
     Path(id): Path<String>,
 ) -> AppResult<impl IntoResponse> {
     let conv = state.chat.conversation_for(&auth.principal, &id).await?;
-    Ok(Json(ConversationView::from(&conv)).into_response())
+    Ok(Json(ConversationView::for_principal(&conv, &auth.principal)).into_response())
 }
 
 #[derive(Deserialize)]
@@ -256,5 +292,54 @@ async fn reopen(
     Path(id): Path<String>,
 ) -> AppResult<impl IntoResponse> {
     let conv = state.chat.reopen(&auth.principal, &id).await?;
+    Ok(Json(ConversationView::from(&conv)).into_response())
+}
+
+#[derive(Deserialize)]
+struct PriorityRequest {
+    priority: String,
+}
+
+async fn priority(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    AppJson(req): AppJson<PriorityRequest>,
+) -> AppResult<impl IntoResponse> {
+    let conv = state
+        .chat
+        .set_priority(Some(&auth.principal), &id, &req.priority)
+        .await?;
+    Ok(Json(ConversationView::from(&conv)).into_response())
+}
+
+#[derive(Deserialize)]
+struct LabelsRequest {
+    labels: Vec<String>,
+}
+
+async fn add_labels(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    AppJson(req): AppJson<LabelsRequest>,
+) -> AppResult<impl IntoResponse> {
+    let conv = state
+        .chat
+        .change_labels(&auth.principal, &id, &req.labels, &[])
+        .await?;
+    Ok(Json(ConversationView::from(&conv)).into_response())
+}
+
+async fn remove_labels(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    AppJson(req): AppJson<LabelsRequest>,
+) -> AppResult<impl IntoResponse> {
+    let conv = state
+        .chat
+        .change_labels(&auth.principal, &id, &[], &req.labels)
+        .await?;
     Ok(Json(ConversationView::from(&conv)).into_response())
 }

@@ -5,6 +5,7 @@
 mod conversations;
 mod ops;
 mod sessions;
+mod staff;
 
 use std::net::SocketAddr;
 
@@ -28,6 +29,7 @@ pub fn router(state: AppState) -> Router {
         .merge(sessions::router())
         .merge(conversations::router())
         .merge(ops::router())
+        .merge(staff::router())
         .route("/v1/ws", axum::routing::get(crate::hub::socket::upgrade))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -155,14 +155,36 @@ async fn agent_session(
         .map_err(|e| AppError::Internal(e.into()))?;
     let agent = match (agent, ok) {
         (Some(a), true) => a,
-        _ => {
+        (found, _) => {
             tracing::info!("agent sign-in refused");
+            let details = json!({"email": req.email.trim(), "ip": client_ip(&info).to_string()});
+            state
+                .chat
+                .audit(
+                    None,
+                    "login_failed",
+                    found.as_ref().map(|a| ("agent", a.agent.id.as_str())),
+                    None,
+                    details,
+                )
+                .await;
             return Err(AppError::Unauthorized("wrong email or password".into()));
         }
     };
     let ttl = chrono::Duration::hours(state.config.sessions.agent_ttl_hours as i64);
     let (token, _) = issue_session(&state.store, "agent", &agent.agent.id, ttl).await?;
     tracing::info!(agent = %agent.agent.id, role = %agent.agent.role, "agent signed in");
+    let who = Principal::Agent(agent.clone());
+    state
+        .chat
+        .audit(
+            Some(&who),
+            "login",
+            Some(("agent", &agent.agent.id)),
+            None,
+            json!({"ip": client_ip(&info).to_string()}),
+        )
+        .await;
     Ok((
         StatusCode::OK,
         Json(json!({
@@ -181,6 +203,16 @@ async fn revoke(State(state): State<AppState>, auth: Auth) -> AppResult<StatusCo
     state.hub.close_session(&auth.session);
     if let Principal::Agent(a) = &auth.principal {
         tracing::info!(agent = %a.agent.id, "agent session revoked");
+        state
+            .chat
+            .audit(
+                Some(&auth.principal),
+                "logout",
+                Some(("agent", &a.agent.id)),
+                None,
+                json!({}),
+            )
+            .await;
     }
     Ok(StatusCode::NO_CONTENT)
 }

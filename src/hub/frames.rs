@@ -110,12 +110,28 @@ struct ConversationFrame<'a> {
     conversation: ConversationView<'a>,
 }
 
+/// A conversation event as staff see it.
 pub fn conversation(event: &str, c: &ConversationRecord) -> Utf8Bytes {
     to_frame(&ConversationFrame {
         r#type: "conversation",
         event,
         conversation: c.into(),
     })
+}
+
+/// A conversation event as the citizen sees it (no internal fields).
+pub fn conversation_for_citizen(event: &str, c: &ConversationRecord) -> Utf8Bytes {
+    to_frame(&ConversationFrame {
+        r#type: "conversation",
+        event,
+        conversation: ConversationView::from(c).citizen_view(),
+    })
+}
+
+pub fn presence(agent_id: &str, name: &str, status: &str) -> Utf8Bytes {
+    to_frame(&serde_json::json!({
+        "type": "presence", "agent": {"id": agent_id, "name": name}, "status": status,
+    }))
 }
 
 #[derive(Serialize)]
@@ -125,11 +141,14 @@ struct WelcomeFrame<'a> {
     conversations: Vec<ConversationView<'a>>,
 }
 
-pub fn welcome(user: serde_json::Value, convs: &[ConversationRecord]) -> Utf8Bytes {
+pub fn welcome(p: &crate::auth::Principal, convs: &[ConversationRecord]) -> Utf8Bytes {
     to_frame(&WelcomeFrame {
         r#type: "welcome",
-        user,
-        conversations: convs.iter().map(ConversationView::from).collect(),
+        user: p.user_json(),
+        conversations: convs
+            .iter()
+            .map(|c| ConversationView::for_principal(c, p))
+            .collect(),
     })
 }
 

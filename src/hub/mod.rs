@@ -35,10 +35,12 @@ pub enum Topic {
 /// Who must see an event about one conversation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Audience {
-    /// Citizen and staff (messages, conversation events).
+    /// Citizen and staff (messages, typing).
     Everyone,
-    /// Staff only (internal notes).
+    /// Staff only (internal notes, the staff view of conversation events, presence).
     StaffOnly,
+    /// The citizen only (the citizen view of conversation events).
+    CitizenOnly,
 }
 
 /// One live socket as the hub sees it. Kept small: thousands are held idle.
@@ -104,6 +106,8 @@ impl Conn {
 #[derive(Default)]
 struct Registry {
     topics: HashMap<Topic, Vec<Arc<Conn>>>,
+    /// Open sockets per agent id: an agent with none is offline.
+    agent_sockets: HashMap<String, u32>,
 }
 
 /// The registry of live connections and the fan-out of events to them.
@@ -140,6 +144,9 @@ impl Hub {
         let mut reg = self.registry.write().unwrap_or_else(|p| p.into_inner());
         for t in topics {
             reg.topics.entry(t.clone()).or_default().push(conn.clone());
+            if let Topic::Agent(a) = t {
+                *reg.agent_sockets.entry(a.clone()).or_default() += 1;
+            }
         }
         drop(reg);
         if self.shutting_down.load(Ordering::Relaxed) {
@@ -157,6 +164,41 @@ impl Hub {
                     reg.topics.remove(t);
                 }
             }
+            if let Topic::Agent(a) = t {
+                if let Some(n) = reg.agent_sockets.get_mut(a) {
+                    *n -= 1;
+                    if *n == 0 {
+                        reg.agent_sockets.remove(a);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Open sockets of an agent.
+    pub fn agent_sockets(&self, agent_id: &str) -> u32 {
+        let reg = self.registry.read().unwrap_or_else(|p| p.into_inner());
+        reg.agent_sockets.get(agent_id).copied().unwrap_or(0)
+    }
+
+    /// Deliver a frame to the staff of `missions` (presence changes).
+    pub fn publish_to_missions(&self, missions: &[String], frame: Utf8Bytes) {
+        let reg = self.registry.read().unwrap_or_else(|p| p.into_inner());
+        let mut seen: Vec<u64> = Vec::new();
+        let topics = missions
+            .iter()
+            .map(|m| Topic::Mission(m.clone()))
+            .chain(std::iter::once(Topic::All));
+        for t in topics {
+            let Some(list) = reg.topics.get(&t) else {
+                continue;
+            };
+            for c in list {
+                if !seen.contains(&c.id) {
+                    seen.push(c.id);
+                    c.push(frame.clone());
+                }
+            }
         }
     }
 
@@ -172,16 +214,21 @@ impl Hub {
         skip: Option<&str>,
     ) -> usize {
         let mut topics: Vec<Topic> = Vec::with_capacity(1 + 3 * routes.len());
+        let staff = audience != Audience::CitizenOnly;
         for conv in routes {
-            if audience == Audience::Everyone {
+            if audience != Audience::StaffOnly {
                 topics.push(Topic::Citizen(conv.citizen_id.clone()));
             }
-            topics.push(Topic::Mission(conv.mission_id.clone()));
-            if let Some(a) = &conv.assignee_id {
-                topics.push(Topic::Agent(a.clone()));
+            if staff {
+                topics.push(Topic::Mission(conv.mission_id.clone()));
+                if let Some(a) = &conv.assignee_id {
+                    topics.push(Topic::Agent(a.clone()));
+                }
             }
         }
-        topics.push(Topic::All);
+        if staff {
+            topics.push(Topic::All);
+        }
         let reg = self.registry.read().unwrap_or_else(|p| p.into_inner());
         // A connection can sit under several of these topics (an admin who is also the
         // assignee); deliver once.

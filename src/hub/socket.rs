@@ -150,6 +150,17 @@ impl Drop for Registration<'_> {
     }
 }
 
+/// Announce an agent's presence after their socket count changed.
+fn announce_presence(state: &AppState, p: &Principal) {
+    if let Principal::Agent(a) = p {
+        if p.works_conversations() {
+            let chat = state.chat.clone();
+            let a = a.clone();
+            tokio::spawn(async move { chat.presence_changed(&a).await });
+        }
+    }
+}
+
 async fn serve(mut socket: WebSocket, state: AppState) {
     let Some((principal, session, resume)) = handshake(&mut socket, &state).await else {
         return;
@@ -166,12 +177,15 @@ async fn serve(mut socket: WebSocket, state: AppState) {
         conn,
         topics,
     };
+    announce_presence(&state, &principal);
     if let Err(e) = welcome_and_replay(&mut socket, &state, &principal, resume).await {
         e.log();
         close(&mut socket, 1011, "internal error").await;
-        return;
+    } else {
+        run(&mut socket, &state, &principal, &reg.conn).await;
     }
-    run(&mut socket, &state, &principal, &reg.conn).await;
+    drop(reg);
+    announce_presence(&state, &principal);
 }
 
 async fn welcome_and_replay(
@@ -182,7 +196,7 @@ async fn welcome_and_replay(
 ) -> Result<(), AppError> {
     let convs = state.store.list_conversations(&snapshot_filter(p)).await?;
     if socket
-        .send(Message::Text(frames::welcome(p.user_json(), &convs)))
+        .send(Message::Text(frames::welcome(p, &convs)))
         .await
         .is_err()
     {

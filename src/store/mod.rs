@@ -8,7 +8,7 @@ mod records;
 mod sqlite;
 
 pub use records::*;
-pub use sqlite::{SqliteStore as Store, WriteConn};
+pub use sqlite::{priority_rank, SqliteStore as Store, WriteConn};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 

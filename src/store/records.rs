@@ -11,6 +11,8 @@ pub struct AgentRecord {
     pub role: String,
     pub password_hash: String,
     pub capacity: i64,
+    /// What the agent chose: `online` or `away` (offline = no socket).
+    pub presence: String,
 }
 
 /// An agent with the missions they serve.
@@ -52,6 +54,8 @@ pub struct ConversationRecord {
     pub last_seq: i64,
     pub created_at: String,
     pub updated_at: String,
+    /// JSON array of label strings.
+    pub labels: String,
 }
 
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -80,7 +84,10 @@ pub struct NewMessage {
     pub sender_name: String,
     pub kind: &'static str,
     pub body: String,
+    /// JSON array of attachment objects, as shown in the message.
     pub attachments: String,
+    /// Upload ids linked to the message (checked by the caller: same uploader).
+    pub attachment_ids: Vec<String>,
     /// A citizen writing into a resolved conversation reopens it.
     pub reopen_if_resolved: bool,
 }
@@ -93,8 +100,71 @@ pub struct Committed {
     pub conversation: ConversationRecord,
     /// The message was already stored under this sender's `client_msg_id`.
     pub duplicate: bool,
-    /// The commit moved the conversation from resolved back to open/assigned.
+    /// The commit moved the conversation from resolved back to open (unassigned).
     pub reopened: bool,
+}
+
+/// A change to a conversation's workflow fields; `None` keeps a field.
+#[derive(Clone, Debug, Default)]
+pub struct ConversationUpdate<'a> {
+    pub status: Option<&'a str>,
+    pub assignee: Option<Option<&'a str>>,
+    pub mission_id: Option<&'a str>,
+    pub priority: Option<&'a str>,
+    /// JSON array of labels.
+    pub labels: Option<&'a str>,
+    /// Only apply when the conversation is still unassigned and open (auto-assignment
+    /// racing a manual claim).
+    pub only_if_waiting: bool,
+}
+
+/// How much an agent of a mission is holding, for auto-assignment.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct AgentLoad {
+    pub id: String,
+    pub capacity: i64,
+    pub presence: String,
+    /// Conversations assigned to the agent that are not resolved.
+    pub load: i64,
+}
+
+#[derive(Clone, Debug, sqlx::FromRow, Serialize)]
+pub struct CannedResponse {
+    pub id: String,
+    pub mission_id: String,
+    pub title: String,
+    pub body: String,
+    pub created_by: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct AuditRecord {
+    pub id: String,
+    pub at: String,
+    pub actor_kind: String,
+    pub actor_id: Option<String>,
+    pub action: String,
+    pub target_kind: Option<String>,
+    pub target_id: Option<String>,
+    pub mission_id: Option<String>,
+    /// JSON object.
+    pub details: String,
+}
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct AttachmentRecord {
+    pub id: String,
+    pub sha256: String,
+    pub content_type: String,
+    pub bytes: i64,
+    pub width: i64,
+    pub height: i64,
+    pub thumb_sha256: String,
+    pub thumb_content_type: String,
+    pub uploader_id: String,
+    pub created_at: String,
 }
 
 /// Filters for listing conversations; `None` means no filter.
@@ -106,10 +176,14 @@ pub struct ConversationFilter {
     pub visible_assignee: Option<String>,
     pub status: Option<String>,
     pub assignee_id: Option<String>,
+    pub priority: Option<String>,
+    pub label: Option<String>,
     /// Exclude resolved conversations (welcome snapshots).
     pub active_only: bool,
-    /// Return conversations with an id below this one (cursor paging, newest first).
-    pub before_id: Option<String>,
+    /// Queue order (priority, then oldest first) instead of newest first.
+    pub queue_order: bool,
+    /// Cursor: the last row of the previous page, as (priority_rank, id).
+    pub after: Option<(i64, String)>,
     pub limit: i64,
 }
 

@@ -27,7 +27,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 const CONVERSATION_COLUMNS: &str =
     "c.id, c.mission_id, c.citizen_id, z.display_name AS citizen_name, \
      z.country AS citizen_country, c.channel, c.status, c.priority, c.assignee_id, c.last_seq, \
-     c.created_at, c.updated_at";
+     c.created_at, c.updated_at, c.labels";
 
 const MESSAGE_COLUMNS: &str = "id, conversation_id, seq, client_msg_id, sender_kind, sender_id, \
      sender_name, kind, body, attachments, created_at";
@@ -106,6 +106,7 @@ impl SqliteStore {
         name: &str,
         role: &str,
         password_hash: &str,
+        capacity: i64,
         missions: &[String],
     ) -> AppResult<String> {
         let id = Uuid::now_v7().to_string();
@@ -113,14 +114,15 @@ impl SqliteStore {
         let mut w = self.writer().await;
         let mut tx = w.begin().await?;
         let res = sqlx::query(
-            "INSERT INTO agents (id, email, name, role, password_hash, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO agents (id, email, name, role, password_hash, capacity, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&id)
         .bind(email)
         .bind(name)
         .bind(role)
         .bind(password_hash)
+        .bind(capacity)
         .bind(&now)
         .bind(&now)
         .execute(&mut *tx)
@@ -148,7 +150,7 @@ impl SqliteStore {
 
     pub async fn agent_by_email(&self, email: &str) -> AppResult<Option<AgentWithMissions>> {
         let agent: Option<AgentRecord> = sqlx::query_as(
-            "SELECT id, email, name, role, password_hash, capacity FROM agents WHERE email = ?",
+            "SELECT id, email, name, role, password_hash, capacity, presence FROM agents WHERE email = ?",
         )
         .bind(email)
         .fetch_optional(&self.read)
@@ -158,7 +160,7 @@ impl SqliteStore {
 
     pub async fn agent_by_id(&self, id: &str) -> AppResult<Option<AgentWithMissions>> {
         let agent: Option<AgentRecord> = sqlx::query_as(
-            "SELECT id, email, name, role, password_hash, capacity FROM agents WHERE id = ?",
+            "SELECT id, email, name, role, password_hash, capacity, presence FROM agents WHERE id = ?",
         )
         .bind(id)
         .fetch_optional(&self.read)
@@ -352,10 +354,32 @@ impl SqliteStore {
         if let Some(a) = &f.assignee_id {
             q.push(" AND c.assignee_id = ").push_bind(a.clone());
         }
-        if let Some(b) = &f.before_id {
-            q.push(" AND c.id < ").push_bind(b.clone());
+        if let Some(p) = &f.priority {
+            q.push(" AND c.priority = ").push_bind(p.clone());
         }
-        q.push(" ORDER BY c.id DESC LIMIT ").push_bind(f.limit);
+        if let Some(l) = &f.label {
+            q.push(" AND EXISTS (SELECT 1 FROM json_each(c.labels) WHERE json_each.value = ")
+                .push_bind(l.clone())
+                .push(")");
+        }
+        if f.queue_order {
+            if let Some((rank, id)) = &f.after {
+                q.push(" AND (c.priority_rank < ")
+                    .push_bind(*rank)
+                    .push(" OR (c.priority_rank = ")
+                    .push_bind(*rank)
+                    .push(" AND c.id > ")
+                    .push_bind(id.clone())
+                    .push("))");
+            }
+            q.push(" ORDER BY c.priority_rank DESC, c.id ASC LIMIT ");
+        } else {
+            if let Some((_, id)) = &f.after {
+                q.push(" AND c.id < ").push_bind(id.clone());
+            }
+            q.push(" ORDER BY c.id DESC LIMIT ");
+        }
+        q.push_bind(f.limit);
         Ok(q.build_query_as().fetch_all(&self.read).await?)
     }
 
@@ -398,35 +422,344 @@ impl SqliteStore {
         Ok((c, true))
     }
 
-    /// Change routing/workflow fields of a conversation; `None` keeps a field.
+    /// Change routing/workflow fields of a conversation. `Ok(None)` when
+    /// `only_if_waiting` was set and the conversation was no longer waiting.
     pub async fn update_conversation(
         &self,
         id: &str,
-        status: Option<&str>,
-        assignee: Option<Option<&str>>,
-        mission_id: Option<&str>,
-    ) -> AppResult<ConversationRecord> {
+        u: &ConversationUpdate<'_>,
+    ) -> AppResult<Option<ConversationRecord>> {
         let mut w = self.writer().await;
         let mut q: QueryBuilder<Sqlite> =
             QueryBuilder::new("UPDATE conversations SET updated_at = ");
         q.push_bind(now_str());
-        if let Some(s) = status {
+        if let Some(s) = u.status {
             q.push(", status = ").push_bind(s.to_string());
         }
-        if let Some(a) = assignee {
+        if let Some(a) = u.assignee {
             q.push(", assignee_id = ").push_bind(a.map(str::to_string));
         }
-        if let Some(m) = mission_id {
+        if let Some(m) = u.mission_id {
             q.push(", mission_id = ").push_bind(m.to_string());
         }
+        if let Some(p) = u.priority {
+            q.push(", priority = ")
+                .push_bind(p.to_string())
+                .push(", priority_rank = ")
+                .push_bind(priority_rank(p));
+        }
+        if let Some(l) = u.labels {
+            q.push(", labels = ").push_bind(l.to_string());
+        }
         q.push(" WHERE id = ").push_bind(id.to_string());
+        if u.only_if_waiting {
+            q.push(" AND status = 'open' AND assignee_id IS NULL");
+        }
         let r = q.build().execute(&mut *w).await?;
         if r.rows_affected() == 0 {
+            if u.only_if_waiting {
+                return Ok(None);
+            }
             return Err(AppError::not_found("conversation"));
         }
-        fetch_conversation(&mut w, id)
-            .await?
-            .ok_or_else(|| AppError::not_found("conversation"))
+        Ok(fetch_conversation(&mut w, id).await?)
+    }
+
+    /// Agents (role `agent`) serving `mission`, with their capacity and current load.
+    pub async fn agent_loads(&self, mission: &str) -> AppResult<Vec<AgentLoad>> {
+        Ok(sqlx::query_as(
+            "SELECT a.id, a.capacity, a.presence, \
+               (SELECT COUNT(*) FROM conversations c WHERE c.assignee_id = a.id AND c.status != 'resolved') AS load \
+             FROM agents a JOIN agent_missions m ON m.agent_id = a.id \
+             WHERE m.mission_id = ? AND a.role = 'agent' ORDER BY a.id",
+        )
+        .bind(mission)
+        .fetch_all(&self.read)
+        .await?)
+    }
+
+    /// Conversations of `mission` waiting for an agent, in queue order.
+    pub async fn waiting_conversations(
+        &self,
+        mission: &str,
+        limit: i64,
+    ) -> AppResult<Vec<ConversationRecord>> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations c JOIN citizens z ON z.id = c.citizen_id \
+             WHERE c.mission_id = ? AND c.status = 'open' AND c.assignee_id IS NULL \
+             ORDER BY c.priority_rank DESC, c.id ASC LIMIT ?"
+        ))
+        .bind(mission)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?)
+    }
+
+    pub async fn set_agent_presence(&self, agent_id: &str, presence: &str) -> AppResult<()> {
+        let mut w = self.writer().await;
+        sqlx::query("UPDATE agents SET presence = ?, updated_at = ? WHERE id = ?")
+            .bind(presence)
+            .bind(now_str())
+            .bind(agent_id)
+            .execute(&mut *w)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_agent_capacity(&self, agent_id: &str, capacity: i64) -> AppResult<bool> {
+        let mut w = self.writer().await;
+        let r = sqlx::query("UPDATE agents SET capacity = ?, updated_at = ? WHERE id = ?")
+            .bind(capacity)
+            .bind(now_str())
+            .bind(agent_id)
+            .execute(&mut *w)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// Staff of a mission (for presence lists and assignment pickers).
+    pub async fn mission_staff(&self, mission: &str) -> AppResult<Vec<AgentRecord>> {
+        Ok(sqlx::query_as(
+            "SELECT a.id, a.email, a.name, a.role, a.password_hash, a.capacity, a.presence FROM agents a \
+             JOIN agent_missions m ON m.agent_id = a.id WHERE m.mission_id = ? ORDER BY a.name",
+        )
+        .bind(mission)
+        .fetch_all(&self.read)
+        .await?)
+    }
+
+    // ----- canned responses ---------------------------------------------------------
+
+    pub async fn canned_responses(&self, missions: &[String]) -> AppResult<Vec<CannedResponse>> {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "SELECT id, mission_id, title, body, created_by, created_at, updated_at FROM canned_responses WHERE mission_id IN (",
+        );
+        let mut sep = q.separated(", ");
+        sep.push_bind("\u{0}");
+        for m in missions {
+            sep.push_bind(m.clone());
+        }
+        q.push(") ORDER BY mission_id, title");
+        Ok(q.build_query_as().fetch_all(&self.read).await?)
+    }
+
+    pub async fn canned_response(&self, id: &str) -> AppResult<Option<CannedResponse>> {
+        Ok(sqlx::query_as(
+            "SELECT id, mission_id, title, body, created_by, created_at, updated_at FROM canned_responses WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.read)
+        .await?)
+    }
+
+    /// Insert (`id` None) or update a canned response; titles are unique per mission.
+    pub async fn save_canned_response(
+        &self,
+        id: Option<&str>,
+        mission_id: &str,
+        title: &str,
+        body: &str,
+        author: &str,
+    ) -> AppResult<CannedResponse> {
+        let now = now_str();
+        let mut w = self.writer().await;
+        let new_id = Uuid::now_v7().to_string();
+        let res = match id {
+            None => {
+                sqlx::query(
+                    "INSERT INTO canned_responses (id, mission_id, title, body, created_by, created_at, updated_at) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(&new_id)
+                .bind(mission_id)
+                .bind(title)
+                .bind(body)
+                .bind(author)
+                .bind(&now)
+                .bind(&now)
+                .execute(&mut *w)
+                .await
+            }
+            Some(id) => {
+                sqlx::query("UPDATE canned_responses SET title = ?, body = ?, updated_at = ? WHERE id = ?")
+                    .bind(title)
+                    .bind(body)
+                    .bind(&now)
+                    .bind(id)
+                    .execute(&mut *w)
+                    .await
+            }
+        };
+        match res {
+            Err(e) if is_unique_violation(&e) => {
+                return Err(AppError::Conflict(format!(
+                    "mission {mission_id} already has a canned response titled {title:?}"
+                )))
+            }
+            Err(e) => return Err(e.into()),
+            Ok(r) if r.rows_affected() == 0 => return Err(AppError::not_found("canned response")),
+            Ok(_) => {}
+        }
+        let id = id.unwrap_or(&new_id);
+        Ok(sqlx::query_as(
+            "SELECT id, mission_id, title, body, created_by, created_at, updated_at FROM canned_responses WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_one(&mut *w)
+        .await?)
+    }
+
+    pub async fn delete_canned_response(&self, id: &str) -> AppResult<bool> {
+        let mut w = self.writer().await;
+        let r = sqlx::query("DELETE FROM canned_responses WHERE id = ?")
+            .bind(id)
+            .execute(&mut *w)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    // ----- audit log ----------------------------------------------------------------
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn audit(
+        &self,
+        actor_kind: &str,
+        actor_id: Option<&str>,
+        action: &str,
+        target_kind: Option<&str>,
+        target_id: Option<&str>,
+        mission_id: Option<&str>,
+        details: &serde_json::Value,
+    ) -> AppResult<()> {
+        let mut w = self.writer().await;
+        sqlx::query(
+            "INSERT INTO audit_log (id, at, actor_kind, actor_id, action, target_kind, target_id, mission_id, details) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(Uuid::now_v7().to_string())
+        .bind(now_str())
+        .bind(actor_kind)
+        .bind(actor_id)
+        .bind(action)
+        .bind(target_kind)
+        .bind(target_id)
+        .bind(mission_id)
+        .bind(details.to_string())
+        .execute(&mut *w)
+        .await?;
+        Ok(())
+    }
+
+    /// Audit entries, newest first, optionally filtered.
+    pub async fn audit_entries(
+        &self,
+        action: Option<&str>,
+        actor_id: Option<&str>,
+        target_id: Option<&str>,
+        before_id: Option<&str>,
+        limit: i64,
+    ) -> AppResult<Vec<AuditRecord>> {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "SELECT id, at, actor_kind, actor_id, action, target_kind, target_id, mission_id, details FROM audit_log WHERE 1 = 1",
+        );
+        if let Some(a) = action {
+            q.push(" AND action = ").push_bind(a.to_string());
+        }
+        if let Some(a) = actor_id {
+            q.push(" AND actor_id = ").push_bind(a.to_string());
+        }
+        if let Some(t) = target_id {
+            q.push(" AND target_id = ").push_bind(t.to_string());
+        }
+        if let Some(b) = before_id {
+            q.push(" AND id < ").push_bind(b.to_string());
+        }
+        q.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
+        Ok(q.build_query_as().fetch_all(&self.read).await?)
+    }
+
+    // ----- attachments --------------------------------------------------------------
+
+    pub async fn insert_attachment(&self, a: &AttachmentRecord) -> AppResult<()> {
+        let mut w = self.writer().await;
+        sqlx::query(
+            "INSERT INTO attachments (id, sha256, content_type, bytes, width, height, thumb_sha256, \
+             thumb_content_type, uploader_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&a.id)
+        .bind(&a.sha256)
+        .bind(&a.content_type)
+        .bind(a.bytes)
+        .bind(a.width)
+        .bind(a.height)
+        .bind(&a.thumb_sha256)
+        .bind(&a.thumb_content_type)
+        .bind(&a.uploader_id)
+        .bind(&a.created_at)
+        .execute(&mut *w)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn attachment(&self, id: &str) -> AppResult<Option<AttachmentRecord>> {
+        Ok(sqlx::query_as(
+            "SELECT id, sha256, content_type, bytes, width, height, thumb_sha256, thumb_content_type, \
+             uploader_id, created_at FROM attachments WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.read)
+        .await?)
+    }
+
+    /// Conversations whose messages hold the attachment.
+    pub async fn attachment_conversations(&self, id: &str) -> AppResult<Vec<String>> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT DISTINCT conversation_id FROM message_attachments WHERE attachment_id = ?",
+        )
+        .bind(id)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows.into_iter().map(|(c,)| c).collect())
+    }
+
+    /// Delete uploads older than `cutoff` that no message references; returns the file
+    /// hashes no longer used by any upload (the caller removes those files).
+    pub async fn collect_unreferenced_attachments(&self, cutoff: &str) -> AppResult<Vec<String>> {
+        let mut w = self.writer().await;
+        let mut tx = w.begin().await?;
+        let doomed: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT id, sha256, thumb_sha256 FROM attachments a WHERE created_at < ? \
+             AND NOT EXISTS (SELECT 1 FROM message_attachments m WHERE m.attachment_id = a.id) LIMIT 1000",
+        )
+        .bind(cutoff)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut hashes = Vec::new();
+        for (id, sha, thumb) in &doomed {
+            sqlx::query("DELETE FROM attachments WHERE id = ?")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            hashes.push(sha.clone());
+            hashes.push(thumb.clone());
+        }
+        hashes.sort();
+        hashes.dedup();
+        let mut unused = Vec::new();
+        for h in hashes {
+            let (n,): (i64,) = sqlx::query_as(
+                "SELECT COUNT(*) FROM attachments WHERE sha256 = ? OR thumb_sha256 = ?",
+            )
+            .bind(&h)
+            .bind(&h)
+            .fetch_one(&mut *tx)
+            .await?;
+            if n == 0 {
+                unused.push(h);
+            }
+        }
+        tx.commit().await?;
+        Ok(unused)
     }
 
     // ----- messages -----------------------------------------------------------------
@@ -530,11 +863,9 @@ impl SqliteStore {
             let seq = conv.last_seq + 1;
             let mut reopened = false;
             if m.reopen_if_resolved && conv.status == "resolved" {
-                conv.status = if conv.assignee_id.is_some() {
-                    "assigned".into()
-                } else {
-                    "open".into()
-                };
+                // Back to the queue: auto-assignment picks the agent again.
+                conv.status = "open".into();
+                conv.assignee_id = None;
                 reopened = true;
             }
             let message = MessageRecord {
@@ -567,11 +898,22 @@ impl SqliteStore {
             .bind(&now)
             .execute(&mut *tx)
             .await?;
+            for aid in &m.attachment_ids {
+                sqlx::query(
+                    "INSERT OR IGNORE INTO message_attachments (message_id, attachment_id, conversation_id) VALUES (?, ?, ?)",
+                )
+                .bind(&message.id)
+                .bind(aid)
+                .bind(&conv.id)
+                .execute(&mut *tx)
+                .await?;
+            }
             sqlx::query(
-                "UPDATE conversations SET last_seq = ?, status = ?, updated_at = ? WHERE id = ?",
+                "UPDATE conversations SET last_seq = ?, status = ?, assignee_id = ?, updated_at = ? WHERE id = ?",
             )
             .bind(seq)
             .bind(&conv.status)
+            .bind(&conv.assignee_id)
             .bind(&now)
             .bind(&conv.id)
             .execute(&mut *tx)
@@ -635,6 +977,15 @@ async fn fetch_conversation(
     .bind(id)
     .fetch_optional(conn)
     .await
+}
+
+/// Queue rank of a priority: higher is served first.
+pub fn priority_rank(p: &str) -> i64 {
+    match p {
+        "emergency" => 2,
+        "urgent" => 1,
+        _ => 0,
+    }
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
