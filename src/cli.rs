@@ -38,6 +38,20 @@ pub enum Command {
     /// Manage agents, editors and admins.
     #[command(subcommand)]
     Agent(AgentCommand),
+    /// Manage the knowledge base.
+    #[command(subcommand)]
+    Kb(KbCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KbCommand {
+    /// Import Markdown articles with front matter from DIR (any depth); idempotent.
+    Import {
+        /// Folder of articles, e.g. knowledge-base.
+        dir: PathBuf,
+    },
+    /// Rebuild the search index from the database.
+    Reindex,
 }
 
 #[derive(Subcommand, Debug)]
@@ -140,6 +154,103 @@ pub async fn agent_add(config: &Config, args: &AgentAdd) -> anyhow::Result<()> {
         args.role,
         missions.join(", ")
     );
+    store.close().await;
+    Ok(())
+}
+
+/// Bring the index up to date after a CLI write, or leave it to the running server.
+async fn update_index(config: &Config, store: &Store, rebuild: bool) -> anyhow::Result<()> {
+    use crate::kb::indexer::{state_file_for, Indexer};
+    match crate::kb::open_engine(config) {
+        Ok(engine) => {
+            let indexer = Indexer {
+                store: store.clone(),
+                engine,
+                state_file: state_file_for(&crate::kb::index_dir(config)),
+            };
+            if rebuild {
+                let n = indexer.rebuild().await?;
+                println!("search index rebuilt: {n} articles");
+            } else {
+                indexer.start().await?;
+                println!("search index updated");
+            }
+        }
+        Err(lingshi_search::SearchError::Locked) => {
+            if rebuild {
+                store
+                    .enqueue_full_reindex()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{}", e.public_message()))?;
+                println!("a running server holds the search index; it will rebuild it now");
+            } else {
+                println!("a running server holds the search index; it applies the changes within a second");
+            }
+        }
+        Err(e) => bail!("cannot open the search index: {e}"),
+    }
+    Ok(())
+}
+
+pub async fn kb_import(config: &Config, dir: &std::path::Path) -> anyhow::Result<bool> {
+    use crate::kb::import::{find_files, import_dir};
+    use crate::store::SaveOutcome;
+    if !dir.is_dir() {
+        bail!("{} is not a folder", dir.display());
+    }
+    let store = Store::open(&config.data_dir).await?;
+    let total = find_files(dir)?.len() as u64;
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let b = indicatif::ProgressBar::new(total);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {wide_msg}")
+                .expect("valid template"),
+        );
+        b
+    });
+    let report = import_dir(&store, dir, |path, result| {
+        let shown = path.strip_prefix(dir).unwrap_or(path).display().to_string();
+        match (&bar, result) {
+            (_, Err(e)) => {
+                let line = format!("error: {e}");
+                match &bar {
+                    Some(b) => b.println(line),
+                    None => eprintln!("{line}"),
+                }
+            }
+            (Some(b), Ok(_)) => b.set_message(shown),
+            (None, Ok(outcome)) => {
+                let what = match outcome {
+                    SaveOutcome::Created => "created",
+                    SaveOutcome::Updated => "updated",
+                    SaveOutcome::Unchanged => "unchanged",
+                };
+                println!("{what:9} {shown}");
+            }
+        }
+        if let Some(b) = &bar {
+            b.inc(1);
+        }
+    })
+    .await?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    println!(
+        "imported {total} files: {} created, {} updated, {} unchanged, {} failed",
+        report.created,
+        report.updated,
+        report.unchanged,
+        report.errors.len()
+    );
+    update_index(config, &store, false).await?;
+    store.close().await;
+    Ok(report.errors.is_empty())
+}
+
+pub async fn kb_reindex(config: &Config) -> anyhow::Result<()> {
+    let store = Store::open(&config.data_dir).await?;
+    update_index(config, &store, true).await?;
     store.close().await;
     Ok(())
 }

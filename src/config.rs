@@ -82,6 +82,12 @@ pub struct Limits {
     pub write_queue: usize,
     /// Most messages committed in one transaction.
     pub commit_batch_max: usize,
+    /// Largest image upload.
+    pub image_max_bytes: usize,
+    /// Most pixels (width × height) an image may claim.
+    pub image_max_pixels: u64,
+    /// Uploads that no message references are removed after this long.
+    pub unreferenced_upload_ttl_secs: u64,
 }
 
 impl Default for Limits {
@@ -98,6 +104,9 @@ impl Default for Limits {
             http_body_max_bytes: 256 * 1024,
             write_queue: 16_384,
             commit_batch_max: 512,
+            image_max_bytes: 10 * 1024 * 1024,
+            image_max_pixels: 40_000_000,
+            unreferenced_upload_ttl_secs: 24 * 3600,
         }
     }
 }
@@ -136,6 +145,22 @@ impl Default for Sessions {
     }
 }
 
+/// Knowledge-base settings.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct KbSettings {
+    /// Search synonyms (groups of equivalent words across languages); missing = none.
+    pub synonyms_file: PathBuf,
+}
+
+impl Default for KbSettings {
+    fn default() -> Self {
+        KbSettings {
+            synonyms_file: PathBuf::from("knowledge-base/synonyms.toml"),
+        }
+    }
+}
+
 /// The whole configuration of one Lingshi process.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default)]
@@ -151,6 +176,7 @@ pub struct Config {
     pub limits: Limits,
     pub identity: Identity,
     pub sessions: Sessions,
+    pub kb: KbSettings,
 }
 
 impl Default for Config {
@@ -170,6 +196,7 @@ impl Default for Config {
             limits: Limits::default(),
             identity: Identity::default(),
             sessions: Sessions::default(),
+            kb: KbSettings::default(),
         }
     }
 }
@@ -275,6 +302,9 @@ impl Config {
             || l.sessions_per_minute == 0
             || l.write_queue == 0
             || l.commit_batch_max == 0
+            || l.image_max_bytes == 0
+            || l.image_max_pixels == 0
+            || l.unreferenced_upload_ttl_secs == 0
             || l.ping_interval_secs == 0
             || l.idle_timeout_secs <= l.ping_interval_secs
         {

@@ -2,6 +2,7 @@
 //! consulate; agents answer in a console. See ARCHITECTURE.md for the module map and
 //! the path of one message from a citizen's socket to an agent's screen.
 
+pub mod attachments;
 pub mod auth;
 pub mod chat;
 pub mod cli;
@@ -9,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod hub;
+pub mod kb;
 pub mod metrics;
 pub mod server;
 pub mod store;

@@ -1,5 +1,5 @@
 use clap::Parser;
-use lingshi::cli::{self, AgentCommand, Cli, Command};
+use lingshi::cli::{self, AgentCommand, Cli, Command, KbCommand};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -17,6 +17,12 @@ async fn main() -> std::process::ExitCode {
             lingshi::server::run(config).await
         }
         Command::Agent(AgentCommand::Add(args)) => cli::agent_add(&config, args).await,
+        Command::Kb(KbCommand::Import { dir }) => match cli::kb_import(&config, dir).await {
+            Ok(true) => Ok(()),
+            Ok(false) => return std::process::ExitCode::FAILURE,
+            Err(e) => Err(e),
+        },
+        Command::Kb(KbCommand::Reindex) => cli::kb_reindex(&config).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

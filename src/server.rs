@@ -9,10 +9,13 @@ use anyhow::Context;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::attachments::{Attachments, Blobs};
 use crate::auth::{IdentityVerifier, RateLimiter};
 use crate::chat::{Chat, Writer};
 use crate::config::Config;
 use crate::hub::Hub;
+use crate::kb::indexer::{state_file_for, Indexer};
+use crate::kb::Kb;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -26,6 +29,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub identity: Arc<IdentityVerifier>,
     pub session_limiter: Arc<RateLimiter>,
+    pub attachments: Attachments,
+    pub kb: Kb,
 }
 
 /// A running server. Dropping it does not stop it; call [`Server::shutdown`].
@@ -34,6 +39,7 @@ pub struct Server {
     state: AppState,
     stop_accepting: CancellationToken,
     stop_writer: CancellationToken,
+    stop_background: CancellationToken,
     serve_task: JoinHandle<std::io::Result<()>>,
     writer_task: JoinHandle<()>,
 }
@@ -48,6 +54,19 @@ impl Server {
         let identity = Arc::new(IdentityVerifier::from_config(&config.identity)?);
         let metrics = Arc::new(Metrics::default());
         let hub = Arc::new(Hub::new(config.limits.outbound_queue));
+        let engine = crate::kb::open_engine(&config).map_err(|e| match e {
+            lingshi_search::SearchError::Locked => anyhow::anyhow!(
+                "the search index {} is in use by another lingshi server; stop it or use another --data-dir",
+                crate::kb::index_dir(&config).display()
+            ),
+            other => anyhow::anyhow!("cannot open the search index: {other}"),
+        })?;
+        let kb = Kb {
+            store: store.clone(),
+            engine: engine.clone(),
+            index_wake: Arc::default(),
+            suggest_slots: Arc::new(tokio::sync::Semaphore::new(4)),
+        };
         let stop_writer = CancellationToken::new();
         let (writer, writer_task) = Writer::start(
             store.clone(),
@@ -57,14 +76,32 @@ impl Server {
             config.limits.commit_batch_max,
             stop_writer.clone(),
         );
+        let attachments = Attachments {
+            store: store.clone(),
+            blobs: Blobs::open(&config.data_dir).context("cannot create the attachments folder")?,
+            limits: Arc::new(lingshi_media::Limits {
+                max_bytes: config.limits.image_max_bytes,
+                max_pixels: config.limits.image_max_pixels,
+                thumb_max_side: 512,
+            }),
+        };
+        let stop_background = CancellationToken::new();
+        attachments.clone().spawn_gc(
+            Duration::from_secs(config.limits.unreferenced_upload_ttl_secs),
+            Duration::from_secs(3600.min(config.limits.unreferenced_upload_ttl_secs.max(1))),
+            stop_background.clone(),
+        );
         let state = AppState {
+            attachments,
             chat: Chat {
                 config: config.clone(),
                 store: store.clone(),
                 hub: hub.clone(),
                 writer,
                 assign_lock: Arc::default(),
+                kb: kb.clone(),
             },
+            kb: kb.clone(),
             session_limiter: Arc::new(RateLimiter::new(config.limits.sessions_per_minute)),
             config: config.clone(),
             store,
@@ -72,6 +109,24 @@ impl Server {
             metrics,
             identity,
         };
+        let indexer = Indexer {
+            store: state.store.clone(),
+            engine,
+            state_file: state_file_for(&crate::kb::index_dir(&config)),
+        };
+        {
+            // Catch up in the background: a first build of a large index must not hold
+            // the chat back.
+            let indexer = indexer.clone();
+            let wake = kb.index_wake.clone();
+            let stop = stop_background.clone();
+            tokio::spawn(async move {
+                if let Err(e) = indexer.start().await {
+                    tracing::error!(error = ?e, "search index catch-up failed");
+                }
+                indexer.spawn(wake, stop);
+            });
+        }
         let listener = tokio::net::TcpListener::bind(config.bind_addr())
             .await
             .with_context(|| format!("cannot listen on {}", config.bind))?;
@@ -93,6 +148,7 @@ impl Server {
             state,
             stop_accepting,
             stop_writer,
+            stop_background,
             serve_task,
             writer_task,
         })
@@ -125,6 +181,7 @@ impl Server {
             Ok(Err(e)) => tracing::warn!(error = %e, "server task failed"),
             Err(_) => tracing::warn!("in-flight requests did not finish within 10 s"),
         }
+        self.stop_background.cancel();
         self.stop_writer.cancel();
         self.writer_task
             .await

@@ -36,6 +36,8 @@ pub struct Chat {
     pub writer: Writer,
     /// Serialises auto-assignment decisions so capacity is never overrun.
     pub assign_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Article suggestions for agents when a citizen writes.
+    pub kb: crate::kb::Kb,
 }
 
 /// May `p` see `conv`? Citizens: their own. Agents: their missions' and those assigned
@@ -189,6 +191,16 @@ impl Chat {
         let committed = self.writer.commit(msg).await?;
         if committed.reopened {
             self.auto_assign(&committed.conversation.mission_id).await;
+        }
+        if let Principal::Citizen(c) = p {
+            if !committed.duplicate && committed.message.kind == "text" {
+                self.kb.suggest(
+                    self.hub.clone(),
+                    committed.conversation.clone(),
+                    committed.message.clone(),
+                    c.locale.clone(),
+                );
+            }
         }
         Ok(committed)
     }

@@ -2,7 +2,9 @@
 //! with the middleware stack (request spans with the `Authorization` header masked,
 //! a body limit, a panic catcher that answers with the contract's error shape).
 
+mod attachments;
 mod conversations;
+mod kb;
 mod ops;
 mod sessions;
 mod staff;
@@ -30,6 +32,8 @@ pub fn router(state: AppState) -> Router {
         .merge(conversations::router())
         .merge(ops::router())
         .merge(staff::router())
+        .merge(kb::router())
+        .merge(attachments::router(state.attachments.limits.max_bytes))
         .route("/v1/ws", axum::routing::get(crate::hub::socket::upgrade))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -128,6 +132,21 @@ impl FromRequestParts<AppState> for Auth {
             Some((principal, session)) => Ok(Auth { principal, session }),
             None => Err(AppError::unauthorized()),
         }
+    }
+}
+
+/// The caller when a token is given (public endpoints that show more to editors). A
+/// token that is given but invalid is refused, so a client learns its token expired.
+pub struct MaybeAuth(pub Option<Auth>);
+
+impl FromRequestParts<AppState> for MaybeAuth {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        if parts.headers.get(header::AUTHORIZATION).is_none() {
+            return Ok(MaybeAuth(None));
+        }
+        Auth::from_request_parts(parts, state).await.map(|a| MaybeAuth(Some(a)))
     }
 }
 

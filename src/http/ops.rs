@@ -20,27 +20,32 @@ async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
-/// Ready when the database answers and the server is not shutting down.
+/// Ready when the database and the search index answer and the server is not
+/// shutting down.
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     if state.hub.shutting_down() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "shutting_down", "database": "ok"})),
+            Json(json!({"status": "shutting_down"})),
         );
     }
-    match state.store.ping().await {
-        Ok(()) => (
-            StatusCode::OK,
-            Json(json!({"status": "ready", "database": "ok"})),
-        ),
+    let database = match state.store.ping().await {
+        Ok(()) => "ok",
         Err(e) => {
             e.log();
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"status": "unavailable", "database": "unreachable"})),
-            )
+            "unreachable"
         }
-    }
+    };
+    let engine = state.kb.engine.clone();
+    let index = match tokio::task::spawn_blocking(move || engine.doc_count()).await {
+        Ok(Ok(_)) => "ok",
+        _ => "unreachable",
+    };
+    let ok = database == "ok" && index == "ok";
+    (
+        if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE },
+        Json(json!({"status": if ok { "ready" } else { "unavailable" }, "database": database, "index": index})),
+    )
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

@@ -6,6 +6,7 @@
 
 mod records;
 mod sqlite;
+mod sqlite_kb;
 
 pub use records::*;
 pub use sqlite::{priority_rank, SqliteStore as Store, WriteConn};

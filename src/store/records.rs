@@ -201,3 +201,74 @@ pub struct Counts {
     pub conversations: i64,
     pub messages: i64,
 }
+
+/// A knowledge-base article as stored.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct ArticleRecord {
+    pub id: String,
+    pub slug: String,
+    pub locale: String,
+    pub title: String,
+    pub summary: String,
+    pub body_markdown: String,
+    pub body_html: String,
+    pub category: String,
+    /// JSON array.
+    pub countries: String,
+    /// JSON array.
+    pub tags: String,
+    pub status: String,
+    pub version: i64,
+    pub severity: Option<String>,
+    pub area_lat: Option<f64>,
+    pub area_lon: Option<f64>,
+    pub area_radius_km: Option<f64>,
+    pub expires_at: Option<String>,
+    pub source_hash: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub published_at: Option<String>,
+}
+
+/// The editable fields of an article, validated by the caller.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ArticleFields {
+    pub slug: String,
+    pub locale: String,
+    pub title: String,
+    pub summary: String,
+    pub body_markdown: String,
+    pub category: String,
+    pub countries: Vec<String>,
+    pub tags: Vec<String>,
+    pub status: String,
+    pub severity: Option<String>,
+    pub area: Option<Area>,
+    pub expires_at: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Area {
+    pub lat: f64,
+    pub lon: f64,
+    pub radius_km: f64,
+}
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct ArticleVersionRecord {
+    pub article_id: String,
+    pub version: i64,
+    /// JSON of [`ArticleFields`].
+    pub snapshot: String,
+    pub editor_id: Option<String>,
+    pub created_at: String,
+}
+
+/// What saving an article did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SaveOutcome {
+    Created,
+    Updated,
+    /// Same content as stored (import of an unchanged file): nothing written.
+    Unchanged,
+}

@@ -37,8 +37,8 @@ pub type WriteConn<'a> = MutexGuard<'a, SqliteConnection>;
 
 #[derive(Clone)]
 pub struct SqliteStore {
-    read: SqlitePool,
-    write: std::sync::Arc<Mutex<SqliteConnection>>,
+    pub(super) read: SqlitePool,
+    pub(super) write: std::sync::Arc<Mutex<SqliteConnection>>,
 }
 
 fn options(path: &Path) -> SqliteConnectOptions {

@@ -43,6 +43,8 @@ pub fn test_config(data_dir: &Path) -> Config {
         ..Config::default()
     };
     c.limits.sessions_per_minute = 100_000;
+    c.kb.synonyms_file =
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/knowledge-base/synonyms.toml"));
     c.limits.hello_timeout_secs = 2;
     c
 }
@@ -66,6 +68,10 @@ pub fn write_config_file(dir: &Path, config: &Config) -> PathBuf {
     text.push_str(&format!(
         "[limits]\nsessions_per_minute = {}\nhello_timeout_secs = {}\nframes_per_second = {}\noutbound_queue = {}\n",
         l.sessions_per_minute, l.hello_timeout_secs, l.frames_per_second, l.outbound_queue
+    ));
+    text.push_str(&format!(
+        "[kb]\nsynonyms_file = {:?}\n",
+        config.kb.synonyms_file.display().to_string()
     ));
     if !config.identity.hs256_secret.is_empty() {
         text.push_str(&format!(

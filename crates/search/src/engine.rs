@@ -1,0 +1,437 @@
+//! The tantivy-backed engine: schema, writer/reader lifecycle, filters and hit assembly.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use tantivy::collector::{Count, TopDocs};
+use tantivy::directory::MmapDirectory;
+use tantivy::query::{BooleanQuery, ConstScoreQuery, Occur, Query as TQuery, TermQuery};
+use tantivy::schema::{
+    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, STORED, STRING,
+};
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+
+use crate::analysis::{
+    word_analyzer, GramTokenizer, PinyinTokenizer, Segmenter, GRAM, PINYIN, WORD,
+};
+use crate::query::{Planner, TextFields};
+use crate::{snippet, Doc, Hit, Query, SearchEngine, SearchError, SearchResults, Synonyms};
+
+/// Indexing memory budget: one writer thread (the machine has two cores shared with the
+/// web server) with enough room to batch a full rebuild into few segments.
+const WRITER_HEAP_BYTES: usize = 64 * 1024 * 1024;
+/// Hard caps on paging, whatever the caller asks.
+const MAX_LIMIT: usize = 1000;
+const MAX_OFFSET: usize = 10_000;
+/// Score added to articles in the language of the query text when no locale filter is
+/// given (typical matching articles score 10–80).
+const SCRIPT_PREFERENCE: f32 = 3.0;
+/// Country term for articles that apply everywhere.
+const ALL_COUNTRIES: &str = "*";
+
+#[derive(Clone, Copy)]
+struct Fields {
+    id: Field,
+    slug: Field,
+    locale: Field,
+    locale_key: Field,
+    category: Field,
+    countries: Field,
+    country_key: Field,
+    published: Field,
+    text: TextFields,
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut b = Schema::builder();
+    let indexed = |tokenizer: &str| {
+        TextFieldIndexing::default()
+            .set_tokenizer(tokenizer)
+            .set_index_option(IndexRecordOption::WithFreqs)
+    };
+    let word_stored = TextOptions::default()
+        .set_indexing_options(indexed(WORD))
+        .set_stored();
+    let id = b.add_text_field("id", STRING | STORED);
+    let slug = b.add_text_field("slug", STORED);
+    let locale = b.add_text_field("locale", STORED);
+    let locale_key = b.add_text_field("locale_key", STRING);
+    let category = b.add_text_field("category", STRING | STORED);
+    let countries = b.add_text_field("countries", STORED);
+    let country_key = b.add_text_field("country_key", STRING);
+    let published = b.add_text_field("published", STRING);
+    let title = b.add_text_field("title", word_stored.clone());
+    let summary = b.add_text_field("summary", word_stored.clone());
+    let body = b.add_text_field("body", word_stored);
+    let tags = b.add_text_field(
+        "tags",
+        TextOptions::default().set_indexing_options(indexed(WORD)),
+    );
+    let title_gram = b.add_text_field(
+        "title_gram",
+        TextOptions::default().set_indexing_options(indexed(GRAM)),
+    );
+    let text_gram = b.add_text_field(
+        "text_gram",
+        TextOptions::default().set_indexing_options(indexed(GRAM)),
+    );
+    let pinyin_title = b.add_text_field(
+        "pinyin_title",
+        TextOptions::default().set_indexing_options(indexed(PINYIN)),
+    );
+    let pinyin_summary = b.add_text_field(
+        "pinyin_summary",
+        TextOptions::default().set_indexing_options(indexed(PINYIN)),
+    );
+    let fields = Fields {
+        id,
+        slug,
+        locale,
+        locale_key,
+        category,
+        countries,
+        country_key,
+        published,
+        text: TextFields {
+            title,
+            summary,
+            body,
+            tags,
+            title_gram,
+            text_gram,
+            pinyin_title,
+            pinyin_summary,
+        },
+    };
+    (b.build(), fields)
+}
+
+/// Locale filter keys: the full tag and its primary language ("zh-cn", "zh").
+fn locale_keys(locale: &str) -> Vec<String> {
+    let full = locale.trim().to_ascii_lowercase().replace('_', "-");
+    let mut keys = vec![full.clone()];
+    if let Some((lang, _)) = full.split_once('-') {
+        keys.push(lang.to_string());
+    }
+    keys
+}
+
+/// Search engine over a tantivy index. Holds the single `IndexWriter` for its directory,
+/// so at most one engine per index can exist across all processes.
+pub struct TantivyEngine {
+    index: Index,
+    writer: Mutex<IndexWriter<TantivyDocument>>,
+    reader: IndexReader,
+    fields: Fields,
+    planner: RwLock<Arc<Planner>>,
+    dir: Option<PathBuf>,
+}
+
+impl TantivyEngine {
+    /// Creates the index in `dir` or opens the existing one (never rebuilding it), and
+    /// takes the writer lock: a second engine on the same directory, in this process or
+    /// another, gets [`SearchError::Locked`].
+    pub fn open(dir: &Path, synonyms: Synonyms) -> Result<Self, SearchError> {
+        std::fs::create_dir_all(dir)?;
+        let mmap = MmapDirectory::open(dir).map_err(tantivy::TantivyError::from)?;
+        let (schema, fields) = schema();
+        let index = Index::open_or_create(mmap, schema.clone())?;
+        if index.schema() != schema {
+            return Err(SearchError::IncompatibleIndex(
+                "schema differs from this version of lingshi-search".into(),
+            ));
+        }
+        Self::finish(index, fields, synonyms, Some(dir.to_path_buf()))
+    }
+
+    /// A throw-away in-memory index (tests, previews).
+    pub fn open_in_ram(synonyms: Synonyms) -> Result<Self, SearchError> {
+        let (schema, fields) = schema();
+        Self::finish(Index::create_in_ram(schema), fields, synonyms, None)
+    }
+
+    fn finish(
+        index: Index,
+        fields: Fields,
+        synonyms: Synonyms,
+        dir: Option<PathBuf>,
+    ) -> Result<Self, SearchError> {
+        let tm = index.tokenizers();
+        tm.register(WORD, word_analyzer(Segmenter::global()));
+        tm.register(GRAM, GramTokenizer);
+        tm.register(PINYIN, PinyinTokenizer::new());
+        let writer = index.writer_with_num_threads(1, WRITER_HEAP_BYTES)?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        Ok(TantivyEngine {
+            index,
+            writer: Mutex::new(writer),
+            reader,
+            fields,
+            planner: RwLock::new(Arc::new(Planner::new(&synonyms))),
+            dir,
+        })
+    }
+
+    /// Bytes used by the index: files on disk, or the committed segments when in RAM.
+    /// For the admin dashboard and capacity planning.
+    pub fn index_size_bytes(&self) -> u64 {
+        match &self.dir {
+            Some(dir) => std::fs::read_dir(dir)
+                .map(|rd| {
+                    rd.filter_map(Result::ok)
+                        .filter_map(|e| e.metadata().ok())
+                        .filter(|m| m.is_file())
+                        .map(|m| m.len())
+                        .sum()
+                })
+                .unwrap_or(0),
+            None => self
+                .reader
+                .searcher()
+                .space_usage()
+                .map(|u| u.total().get_bytes())
+                .unwrap_or(0),
+        }
+    }
+
+    /// Replaces the synonym groups used by later searches. Synonyms are applied at query
+    /// time only, so an edited synonyms file takes effect without any reindexing.
+    pub fn set_synonyms(&self, synonyms: Synonyms) {
+        // Build outside the lock: loading the query dictionary takes a moment.
+        let planner = Arc::new(Planner::new(&synonyms));
+        *self.planner.write().unwrap_or_else(|e| e.into_inner()) = planner;
+    }
+
+    /// The underlying tantivy index, for diagnostics.
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    fn writer(&self) -> MutexGuard<'_, IndexWriter<TantivyDocument>> {
+        // A panic while holding the lock cannot leave tantivy's writer half-updated in a
+        // way that matters: uncommitted work is simply part of the next commit.
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn to_tantivy(&self, d: &Doc) -> TantivyDocument {
+        let f = &self.fields;
+        let t = &f.text;
+        let mut doc = TantivyDocument::default();
+        doc.add_text(f.id, &d.id);
+        doc.add_text(f.slug, &d.slug);
+        doc.add_text(f.locale, &d.locale);
+        for k in locale_keys(&d.locale) {
+            doc.add_text(f.locale_key, &k);
+        }
+        doc.add_text(f.category, d.category.trim());
+        let mut any_country = false;
+        for c in &d.countries {
+            let c = c.trim().to_ascii_uppercase();
+            if c.is_empty() {
+                continue;
+            }
+            doc.add_text(f.countries, &c);
+            doc.add_text(f.country_key, &c);
+            any_country = true;
+        }
+        if !any_country {
+            doc.add_text(f.country_key, ALL_COUNTRIES);
+        }
+        doc.add_text(f.published, if d.published { "1" } else { "0" });
+        doc.add_text(t.title, &d.title);
+        doc.add_text(t.summary, &d.summary);
+        doc.add_text(t.body, &d.body);
+        doc.add_text(t.title_gram, &d.title);
+        doc.add_text(t.pinyin_title, &d.title);
+        doc.add_text(t.pinyin_summary, &d.summary);
+        for tag in &d.tags {
+            doc.add_text(t.tags, tag);
+            doc.add_text(t.title_gram, tag);
+            doc.add_text(t.pinyin_title, tag);
+        }
+        doc.add_text(t.text_gram, &d.summary);
+        doc.add_text(t.text_gram, &d.body);
+        doc
+    }
+
+    fn filters(&self, q: &Query) -> Vec<(Occur, Box<dyn TQuery>)> {
+        let f = &self.fields;
+        let term = |field: Field, v: &str| -> Box<dyn TQuery> {
+            Box::new(TermQuery::new(
+                Term::from_field_text(field, v),
+                IndexRecordOption::Basic,
+            ))
+        };
+        let mut out: Vec<Box<dyn TQuery>> = Vec::new();
+        if !q.include_unpublished {
+            out.push(term(f.published, "1"));
+        }
+        if let Some(locale) = q.locale.as_deref().filter(|l| !l.trim().is_empty()) {
+            let key = locale.trim().to_ascii_lowercase().replace('_', "-");
+            out.push(term(f.locale_key, &key));
+        }
+        if let Some(cat) = q.category.as_deref().filter(|c| !c.trim().is_empty()) {
+            out.push(term(f.category, cat.trim()));
+        }
+        if let Some(country) = q.country.as_deref().filter(|c| !c.trim().is_empty()) {
+            let c = country.trim().to_ascii_uppercase();
+            out.push(Box::new(BooleanQuery::new(vec![
+                (Occur::Should, term(f.country_key, &c)),
+                (Occur::Should, term(f.country_key, ALL_COUNTRIES)),
+            ])));
+        }
+        out.into_iter()
+            .map(|q| {
+                (
+                    Occur::Must,
+                    Box::new(ConstScoreQuery::new(q, 0.0)) as Box<dyn TQuery>,
+                )
+            })
+            .collect()
+    }
+}
+
+fn first_str(doc: &TantivyDocument, field: Field) -> String {
+    doc.get_first(field)
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+impl SearchEngine for TantivyEngine {
+    fn upsert(&self, docs: Vec<Doc>) -> Result<(), SearchError> {
+        if let Some(bad) = docs.iter().find(|d| d.id.trim().is_empty()) {
+            return Err(SearchError::InvalidDoc(format!(
+                "empty id (slug {:?})",
+                bad.slug
+            )));
+        }
+        let writer = self.writer();
+        for d in &docs {
+            writer.delete_term(Term::from_field_text(self.fields.id, &d.id));
+            writer.add_document(self.to_tantivy(d))?;
+        }
+        Ok(())
+    }
+
+    fn delete(&self, ids: &[String]) -> Result<(), SearchError> {
+        let writer = self.writer();
+        for id in ids {
+            writer.delete_term(Term::from_field_text(self.fields.id, id));
+        }
+        Ok(())
+    }
+
+    fn commit(&self) -> Result<(), SearchError> {
+        self.writer().commit()?;
+        self.reader.reload()?;
+        Ok(())
+    }
+
+    fn search(&self, q: &Query) -> Result<SearchResults, SearchError> {
+        let planner = self
+            .planner
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let plan = planner.plan(&q.text);
+        if plan.is_empty() {
+            return Ok(SearchResults::default());
+        }
+        let mut clauses = vec![(Occur::Must, plan.to_query(&self.fields.text))];
+        clauses.extend(self.filters(q));
+        if q.locale.as_deref().is_none_or(|l| l.trim().is_empty()) {
+            if let Some(lang) = plan.script_locale() {
+                // Without a locale filter, prefer articles in the language typed.
+                let pref = TermQuery::new(
+                    Term::from_field_text(self.fields.locale_key, lang),
+                    IndexRecordOption::Basic,
+                );
+                clauses.push((
+                    Occur::Should,
+                    Box::new(ConstScoreQuery::new(Box::new(pref), SCRIPT_PREFERENCE)),
+                ));
+            }
+        }
+        let query = BooleanQuery::new(clauses);
+        let searcher = self.reader.searcher();
+        let limit = q.limit.min(MAX_LIMIT);
+        let offset = q.offset.min(MAX_OFFSET);
+        if limit == 0 {
+            let total = searcher.search(&query, &Count)?;
+            return Ok(SearchResults {
+                hits: Vec::new(),
+                total,
+            });
+        }
+        let collector = (
+            TopDocs::with_limit(limit)
+                .and_offset(offset)
+                .order_by_score(),
+            Count,
+        );
+        let (top, total) = searcher.search(&query, &collector)?;
+        let highlight = plan.highlight();
+        let f = &self.fields;
+        let mut hits = Vec::with_capacity(top.len());
+        for (score, addr) in top {
+            let doc: TantivyDocument = searcher.doc(addr)?;
+            let body = first_str(&doc, f.text.body);
+            let summary = first_str(&doc, f.text.summary);
+            hits.push(Hit {
+                id: first_str(&doc, f.id),
+                slug: first_str(&doc, f.slug),
+                title: first_str(&doc, f.text.title),
+                snippet: snippet::make(&body, &summary, &highlight),
+                category: first_str(&doc, f.category),
+                locale: first_str(&doc, f.locale),
+                countries: doc
+                    .get_all(f.countries)
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect(),
+                score,
+            });
+        }
+        Ok(SearchResults { hits, total })
+    }
+
+    fn doc_count(&self) -> Result<u64, SearchError> {
+        Ok(self.reader.searcher().num_docs())
+    }
+
+    fn clear(&self) -> Result<(), SearchError> {
+        self.writer().delete_all_documents()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tantivy::schema::TEXT;
+
+    #[test]
+    fn index_with_another_schema_is_reported_not_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut b = Schema::builder();
+            b.add_text_field("something_else", TEXT);
+            let mmap = MmapDirectory::open(dir.path()).unwrap();
+            Index::open_or_create(mmap, b.build()).unwrap();
+        }
+        match TantivyEngine::open(dir.path(), Synonyms::empty()) {
+            Err(SearchError::IncompatibleIndex(_)) => {}
+            Err(other) => panic!("expected IncompatibleIndex, got {other:?}"),
+            Ok(_) => panic!("expected IncompatibleIndex"),
+        }
+    }
+
+    #[test]
+    fn locale_keys_cover_language() {
+        assert_eq!(locale_keys("zh-CN"), ["zh-cn", "zh"]);
+        assert_eq!(locale_keys("en"), ["en"]);
+        assert_eq!(locale_keys(" zh_TW "), ["zh-tw", "zh"]);
+    }
+}

@@ -1,0 +1,181 @@
+//! Image uploads: checked and re-encoded by `lingshi-media` (type from the bytes, size
+//! and pixel limits from the header, EXIF and all other metadata stripped, thumbnail),
+//! stored content-addressed by SHA-256 under `DATA_DIR/attachments`, written atomically
+//! (temp file, fsync, rename, fsync of the folder), and readable only by the uploader,
+//! the participants of a conversation holding the image, and that conversation's
+//! mission's agents (admins: all).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::auth::Principal;
+use crate::chat::can_access;
+use crate::error::{AppError, AppResult};
+use crate::store::{fmt_time, now_str, AttachmentRecord, Store};
+
+/// Content-addressed blob files.
+#[derive(Clone)]
+pub struct Blobs {
+    dir: PathBuf,
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Blobs {
+    pub fn open(data_dir: &Path) -> std::io::Result<Blobs> {
+        let dir = data_dir.join("attachments");
+        std::fs::create_dir_all(dir.join("tmp"))?;
+        Ok(Blobs { dir })
+    }
+
+    /// Where the blob with this hash lives (two-level fan-out keeps folders small).
+    pub fn path(&self, sha: &str) -> PathBuf {
+        let (a, b) = sha.split_at(2.min(sha.len()));
+        self.dir.join(a).join(b)
+    }
+
+    /// Store `bytes` (if not already there) and return their hash. Blocking: run it on
+    /// a blocking thread.
+    pub fn put(&self, bytes: &[u8]) -> std::io::Result<String> {
+        let sha = sha256_hex(bytes);
+        let path = self.path(&sha);
+        if path.exists() {
+            return Ok(sha);
+        }
+        let parent = path.parent().expect("blob paths have a parent");
+        std::fs::create_dir_all(parent)?;
+        let tmp = self.dir.join("tmp").join(Uuid::now_v7().to_string());
+        {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, &path)?;
+        std::fs::File::open(parent)?.sync_all()?;
+        Ok(sha)
+    }
+
+    pub fn remove(&self, sha: &str) {
+        if let Err(e) = std::fs::remove_file(self.path(sha)) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(error = %e, sha, "cannot remove attachment file");
+            }
+        }
+    }
+}
+
+/// Upload and read access, shared by the HTTP adapter and (later) the bots.
+#[derive(Clone)]
+pub struct Attachments {
+    pub store: Store,
+    pub blobs: Blobs,
+    pub limits: Arc<lingshi_media::Limits>,
+}
+
+impl From<lingshi_media::MediaError> for AppError {
+    fn from(e: lingshi_media::MediaError) -> Self {
+        use lingshi_media::MediaError as M;
+        match e {
+            M::TooLarge { .. } | M::TooManyPixels { .. } => AppError::TooLarge(e.to_string()),
+            M::Unsupported(_) | M::Corrupt(_) => AppError::UnsupportedMediaType(format!(
+                "{e}; send a PNG, JPEG, WebP or GIF image"
+            )),
+        }
+    }
+}
+
+impl Attachments {
+    /// Check, clean and store an upload of `p`.
+    pub async fn upload(&self, p: &Principal, bytes: Vec<u8>) -> AppResult<AttachmentRecord> {
+        let limits = self.limits.clone();
+        let blobs = self.blobs.clone();
+        let stored = tokio::task::spawn_blocking(move || -> AppResult<_> {
+            let img = lingshi_media::process(&bytes, &limits)?;
+            let sha = blobs
+                .put(&img.bytes)
+                .map_err(|e| AppError::Internal(e.into()))?;
+            let thumb_sha = blobs
+                .put(&img.thumb)
+                .map_err(|e| AppError::Internal(e.into()))?;
+            Ok((img, sha, thumb_sha))
+        })
+        .await
+        .map_err(|e| AppError::Internal(e.into()))??;
+        let (img, sha, thumb_sha) = stored;
+        let rec = AttachmentRecord {
+            id: Uuid::now_v7().to_string(),
+            sha256: sha,
+            content_type: img.content_type.to_string(),
+            bytes: img.bytes.len() as i64,
+            width: img.width as i64,
+            height: img.height as i64,
+            thumb_sha256: thumb_sha,
+            thumb_content_type: img.thumb_content_type.to_string(),
+            uploader_id: p.id().to_string(),
+            created_at: now_str(),
+        };
+        self.store.insert_attachment(&rec).await?;
+        tracing::info!(attachment = %rec.id, bytes = rec.bytes, width = rec.width, height = rec.height, "image uploaded");
+        Ok(rec)
+    }
+
+    /// The attachment if `p` may read it: 404 when unknown, 403 when not theirs to see.
+    pub async fn readable(&self, p: &Principal, id: &str) -> AppResult<AttachmentRecord> {
+        let found = if Uuid::parse_str(id).is_ok() {
+            self.store.attachment(id).await?
+        } else {
+            None
+        };
+        let a = found.ok_or_else(|| AppError::not_found("attachment"))?;
+        if a.uploader_id == p.id() || p.is_admin() {
+            return Ok(a);
+        }
+        for cid in self.store.attachment_conversations(id).await? {
+            if let Some(conv) = self.store.conversation(&cid).await? {
+                if can_access(p, &conv) {
+                    return Ok(a);
+                }
+            }
+        }
+        Err(AppError::forbidden("you cannot see this attachment"))
+    }
+
+    /// Remove uploads older than `ttl` that no message references, and their files.
+    pub async fn collect_garbage(&self, ttl: Duration) -> AppResult<usize> {
+        let cutoff = fmt_time(chrono::Utc::now() - chrono::Duration::from_std(ttl).unwrap_or_default());
+        let unused = self.store.collect_unreferenced_attachments(&cutoff).await?;
+        for sha in &unused {
+            self.blobs.remove(sha);
+        }
+        if !unused.is_empty() {
+            tracing::info!(files = unused.len(), "removed unreferenced uploads");
+        }
+        Ok(unused.len())
+    }
+
+    /// Run [`Self::collect_garbage`] every `every` until `stop`.
+    pub fn spawn_gc(self, ttl: Duration, every: Duration, stop: CancellationToken) {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tick.tick() => {
+                        if let Err(e) = self.collect_garbage(ttl).await {
+                            e.log();
+                        }
+                    }
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,167 @@
+//! Keeps the search index in step with the database. Writers (the editor API,
+//! `lingshi kb import`, even from another process) add an `index_queue` row in the same
+//! transaction as the article; the indexer applies rows in order and records how far it
+//! got next to the index, so a restart only applies what is new and never rebuilds a
+//! healthy index.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use lingshi_search::SearchEngine;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::to_doc;
+use crate::store::{now_str, Store};
+
+const QUEUE_PAGE: i64 = 1000;
+const REBUILD_PAGE: i64 = 1000;
+
+#[derive(Clone)]
+pub struct Indexer {
+    pub store: Store,
+    pub engine: Arc<dyn SearchEngine>,
+    /// File holding the last applied queue seq.
+    pub state_file: PathBuf,
+}
+
+/// Where the applied position is kept for an index at `index_dir`.
+pub fn state_file_for(index_dir: &Path) -> PathBuf {
+    let mut name = index_dir.as_os_str().to_owned();
+    name.push(".applied");
+    PathBuf::from(name)
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, lingshi_search::SearchError> + Send + 'static,
+) -> anyhow::Result<T> {
+    Ok(tokio::task::spawn_blocking(f).await??)
+}
+
+impl Indexer {
+    fn applied(&self) -> i64 {
+        std::fs::read_to_string(&self.state_file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn set_applied(&self, seq: i64) -> anyhow::Result<()> {
+        let tmp = self.state_file.with_extension("applied.tmp");
+        std::fs::write(&tmp, seq.to_string())?;
+        std::fs::rename(&tmp, &self.state_file)?;
+        Ok(())
+    }
+
+    /// Rebuild the whole index from the database.
+    pub async fn rebuild(&self) -> anyhow::Result<u64> {
+        let upto = self.store.max_index_seq().await?;
+        let engine = self.engine.clone();
+        blocking(move || engine.clear()).await?;
+        let mut after = String::new();
+        let mut n = 0u64;
+        loop {
+            let page = self.store.articles_page(&after, REBUILD_PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = last.id.clone();
+            let docs: Vec<_> = page.iter().filter_map(to_doc).collect();
+            n += docs.len() as u64;
+            let engine = self.engine.clone();
+            blocking(move || engine.upsert(docs)).await?;
+        }
+        let engine = self.engine.clone();
+        blocking(move || engine.commit()).await?;
+        self.set_applied(upto)?;
+        self.store.prune_index_queue(upto).await?;
+        tracing::info!(documents = n, "search index rebuilt");
+        Ok(n)
+    }
+
+    /// Apply every queued change; returns how many queue rows were applied.
+    pub async fn catch_up(&self) -> anyhow::Result<usize> {
+        let mut applied = self.applied();
+        let mut total = 0;
+        loop {
+            let rows = self.store.index_queue_after(applied, QUEUE_PAGE).await?;
+            let Some(&(last, _)) = rows.last() else { break };
+            if rows.iter().any(|(_, id)| id == "*") {
+                self.rebuild().await?;
+                total += rows.len();
+                applied = self.applied();
+                continue;
+            }
+            let mut ids: Vec<String> = rows.iter().map(|(_, id)| id.clone()).collect();
+            ids.sort();
+            ids.dedup();
+            let mut upserts = Vec::new();
+            let mut deletes = Vec::new();
+            for id in ids {
+                match self.store.article(&id).await?.as_ref().and_then(to_doc) {
+                    Some(doc) => upserts.push(doc),
+                    None => deletes.push(id),
+                }
+            }
+            let engine = self.engine.clone();
+            blocking(move || {
+                if !deletes.is_empty() {
+                    engine.delete(&deletes)?;
+                }
+                if !upserts.is_empty() {
+                    engine.upsert(upserts)?;
+                }
+                engine.commit()
+            })
+            .await?;
+            self.set_applied(last)?;
+            total += rows.len();
+            applied = last;
+        }
+        if total > 0 {
+            self.store.prune_index_queue(applied).await?;
+            tracing::debug!(rows = total, "search index caught up");
+        }
+        Ok(total)
+    }
+
+    /// At start: catch up, and rebuild when the index cannot be trusted (new, or its
+    /// document count disagrees with the database).
+    pub async fn start(&self) -> anyhow::Result<()> {
+        let docs = {
+            let engine = self.engine.clone();
+            blocking(move || engine.doc_count()).await?
+        };
+        let articles = self.store.article_count().await?;
+        if docs == 0 && articles > 0 && self.applied() == 0 {
+            tracing::info!(articles, "search index is new; building it");
+            self.rebuild().await?;
+        } else {
+            self.catch_up().await?;
+        }
+        Ok(())
+    }
+
+    /// Follow the queue until `stop`: woken by in-process saves, polling for saves by
+    /// other processes, and sweeping expired articles out of public results.
+    pub fn spawn(self, wake: Arc<Notify>, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut sweep = tokio::time::interval(Duration::from_secs(30));
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = wake.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = sweep.tick() => {
+                        if let Err(e) = self.store.queue_expired_articles(&now_str()).await {
+                            e.log();
+                        }
+                    }
+                }
+                if let Err(e) = self.catch_up().await {
+                    tracing::error!(error = ?e, "search indexer failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        })
+    }
+}
