@@ -86,9 +86,9 @@ impl From<lingshi_media::MediaError> for AppError {
         use lingshi_media::MediaError as M;
         match e {
             M::TooLarge { .. } | M::TooManyPixels { .. } => AppError::TooLarge(e.to_string()),
-            M::Unsupported(_) | M::Corrupt(_) => AppError::UnsupportedMediaType(format!(
-                "{e}; send a PNG, JPEG, WebP or GIF image"
-            )),
+            M::Unsupported(_) | M::Corrupt(_) => {
+                AppError::UnsupportedMediaType(format!("{e}; send a PNG, JPEG, WebP or GIF image"))
+            }
         }
     }
 }
@@ -151,7 +151,8 @@ impl Attachments {
 
     /// Remove uploads older than `ttl` that no message references, and their files.
     pub async fn collect_garbage(&self, ttl: Duration) -> AppResult<usize> {
-        let cutoff = fmt_time(chrono::Utc::now() - chrono::Duration::from_std(ttl).unwrap_or_default());
+        let cutoff =
+            fmt_time(chrono::Utc::now() - chrono::Duration::from_std(ttl).unwrap_or_default());
         let unused = self.store.collect_unreferenced_attachments(&cutoff).await?;
         for sha in &unused {
             self.blobs.remove(sha);

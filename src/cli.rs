@@ -148,7 +148,7 @@ pub async fn agent_add(config: &Config, args: &AgentAdd) -> anyhow::Result<()> {
     let id = store
         .create_agent(email, name, &args.role, &hash, args.capacity, &missions)
         .await
-        .map_err(|e| anyhow::anyhow!("{}", e.public_message()))?;
+        .map_err(|e| anyhow::anyhow!("{}", e.detail()))?;
     println!(
         "created {} {id} <{email}> for mission(s) {}",
         args.role,
@@ -181,7 +181,7 @@ async fn update_index(config: &Config, store: &Store, rebuild: bool) -> anyhow::
                 store
                     .enqueue_full_reindex()
                     .await
-                    .map_err(|e| anyhow::anyhow!("{}", e.public_message()))?;
+                    .map_err(|e| anyhow::anyhow!("{}", e.detail()))?;
                 println!("a running server holds the search index; it will rebuild it now");
             } else {
                 println!("a running server holds the search index; it applies the changes within a second");

@@ -14,9 +14,72 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 /// A value that must never appear in logs or error messages (HMAC keys and the like).
-#[derive(Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Default, Serialize, PartialEq, Eq)]
 #[serde(transparent)]
 pub struct Secret(String);
+
+/// Accept any scalar: an all-digit key from the environment arrives as a number.
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Secret;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Secret, E> {
+                Ok(Secret(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Secret, E> {
+                Ok(Secret(v.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Secret, E> {
+                Ok(Secret(v.to_string()))
+            }
+            fn visit_u128<E: serde::de::Error>(self, v: u128) -> Result<Secret, E> {
+                Ok(Secret(v.to_string()))
+            }
+            fn visit_i128<E: serde::de::Error>(self, v: i128) -> Result<Secret, E> {
+                Ok(Secret(v.to_string()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Secret, E> {
+                Ok(Secret(v.to_string()))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Secret, E> {
+                Ok(Secret(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Describe configuration errors without the offending values, which may be secrets.
+fn describe(e: figment::Error) -> String {
+    use figment::error::Kind;
+    e.into_iter()
+        .map(|e| {
+            let what = match &e.kind {
+                Kind::InvalidType(_, exp) => format!("has the wrong type (expected {exp})"),
+                Kind::InvalidValue(_, exp) => format!("has an invalid value (expected {exp})"),
+                Kind::InvalidLength(_, exp) => format!("has the wrong length (expected {exp})"),
+                Kind::UnknownVariant(_, exp) => {
+                    format!("is not one of the allowed values ({})", exp.join(", "))
+                }
+                other => other.to_string(),
+            };
+            let key = if e.path.is_empty() {
+                "the configuration".to_string()
+            } else {
+                format!("setting `{}`", e.path.join("."))
+            };
+            match &e.metadata {
+                Some(m) => format!("{key} {what} (from {})", m.name),
+                None => format!("{key} {what}"),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
 
 impl Secret {
     pub fn new(value: impl Into<String>) -> Self {
@@ -232,9 +295,7 @@ impl Config {
             }
         }
         fig = fig.merge(Env::prefixed("LINGSHI_").split("__"));
-        let config: Config = fig
-            .extract()
-            .map_err(|e| ConfigError::Load(e.to_string()))?;
+        let config: Config = fig.extract().map_err(|e| ConfigError::Load(describe(e)))?;
         config.validate()?;
         Ok(config)
     }

@@ -90,6 +90,15 @@ impl AppError {
         }
     }
 
+    /// The full message, internals included: for operators at the command line, never
+    /// for remote clients.
+    pub fn detail(&self) -> String {
+        match self {
+            AppError::Internal(e) => format!("internal error: {e:#}"),
+            other => other.to_string(),
+        }
+    }
+
     /// Log internal errors once, at the place they turn into a response or frame.
     pub fn log(&self) {
         match self {

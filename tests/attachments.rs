@@ -9,14 +9,18 @@ use common::*;
 use serde_json::{json, Value};
 
 fn png(w: u32, h: u32) -> Vec<u8> {
-    let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 90]));
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, 90])
+    });
     let mut out = Cursor::new(Vec::new());
     img.write_to(&mut out, image::ImageFormat::Png).unwrap();
     out.into_inner()
 }
 
 fn jpeg(w: u32, h: u32) -> Vec<u8> {
-    let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x % 256) as u8, 120, (y % 256) as u8]));
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb([(x % 256) as u8, 120, (y % 256) as u8])
+    });
     let mut out = Cursor::new(Vec::new());
     img.write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
     out.into_inner()
@@ -26,7 +30,7 @@ fn jpeg(w: u32, h: u32) -> Vec<u8> {
 fn jpeg_with_gps() -> Vec<u8> {
     let mut tiff: Vec<u8> = b"II*\0".to_vec();
     tiff.extend(8u32.to_le_bytes()); // IFD0 at 8
-    // IFD0: 2 entries: Model (ASCII, offset), GPSInfo (LONG -> GPS IFD).
+                                     // IFD0: 2 entries: Model (ASCII, offset), GPSInfo (LONG -> GPS IFD).
     let ifd0_len = 2 + 2 * 12 + 4;
     let model = b"SECRET-CAMERA-MODEL\0";
     let model_off = 8 + ifd0_len as u32;
@@ -77,7 +81,11 @@ fn png_bomb(w: u32, h: u32) -> Vec<u8> {
         for &b in data {
             c ^= b as u32;
             for _ in 0..8 {
-                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+                c = if c & 1 != 0 {
+                    0xEDB8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
             }
         }
         !c
@@ -100,10 +108,26 @@ fn png_bomb(w: u32, h: u32) -> Vec<u8> {
     out
 }
 
-async fn upload(app: &TestApp, token: &str, bytes: Vec<u8>, name: &str, mime: &str) -> (u16, Value) {
-    let part = reqwest::multipart::Part::bytes(bytes).file_name(name.to_string()).mime_str(mime).unwrap();
+async fn upload(
+    app: &TestApp,
+    token: &str,
+    bytes: Vec<u8>,
+    name: &str,
+    mime: &str,
+) -> (u16, Value) {
+    let part = reqwest::multipart::Part::bytes(bytes)
+        .file_name(name.to_string())
+        .mime_str(mime)
+        .unwrap();
     let form = reqwest::multipart::Form::new().part("file", part);
-    let r = app.http.post(app.url("/v1/attachments")).bearer_auth(token).multipart(form).send().await.unwrap();
+    let r = app
+        .http
+        .post(app.url("/v1/attachments"))
+        .bearer_auth(token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
     into_pair(r).await
 }
 
@@ -114,33 +138,96 @@ async fn only_real_images_within_limits_are_accepted() {
     let (s, a) = upload(&app, &c.token, png(1200, 800), "report.png", "image/png").await;
     assert_eq!(s, 201, "{a}");
     assert_eq!(a["content_type"], "image/png");
-    assert_eq!((a["width"].as_u64(), a["height"].as_u64()), (Some(1200), Some(800)));
-    assert!(a["url"].as_str().unwrap().ends_with(a["id"].as_str().unwrap()));
+    assert_eq!(
+        (a["width"].as_u64(), a["height"].as_u64()),
+        (Some(1200), Some(800))
+    );
+    assert!(a["url"]
+        .as_str()
+        .unwrap()
+        .ends_with(a["id"].as_str().unwrap()));
     assert!(a["thumb_url"].as_str().unwrap().ends_with("/thumb"));
     // The type comes from the bytes, not the name or declared type.
-    let (s, a) = upload(&app, &c.token, jpeg(300, 200), "photo.png", "application/octet-stream").await;
+    let (s, a) = upload(
+        &app,
+        &c.token,
+        jpeg(300, 200),
+        "photo.png",
+        "application/octet-stream",
+    )
+    .await;
     assert_eq!((s, a["content_type"].as_str()), (201, Some("image/jpeg")));
-    let svg = br#"<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>"#.to_vec();
+    let svg =
+        br#"<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>"#.to_vec();
     for (bytes, name, mime) in [
-        (b"hello, this is not an image".to_vec(), "x.png", "image/png"),
+        (
+            b"hello, this is not an image".to_vec(),
+            "x.png",
+            "image/png",
+        ),
         (svg, "x.svg", "image/svg+xml"),
         (b"%PDF-1.7\n".to_vec(), "x.jpg", "image/jpeg"),
     ] {
         let (s, b) = upload(&app, &c.token, bytes, name, mime).await;
-        assert_eq!((s, b["error"]["code"].as_str()), (415, Some("unsupported_media_type")), "{name}: {b}");
+        assert_eq!(
+            (s, b["error"]["code"].as_str()),
+            (415, Some("unsupported_media_type")),
+            "{name}: {b}"
+        );
     }
     // A PNG claiming 30,000 × 30,000 pixels is refused from its header.
-    let (s, b) = upload(&app, &c.token, png_bomb(30_000, 30_000), "bomb.png", "image/png").await;
-    assert_eq!((s, b["error"]["code"].as_str()), (413, Some("too_large")), "{b}");
-    assert!(b["error"]["message"].as_str().unwrap().contains("30000"), "{b}");
+    let (s, b) = upload(
+        &app,
+        &c.token,
+        png_bomb(30_000, 30_000),
+        "bomb.png",
+        "image/png",
+    )
+    .await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (413, Some("too_large")),
+        "{b}"
+    );
+    assert!(
+        b["error"]["message"].as_str().unwrap().contains("30000"),
+        "{b}"
+    );
     // 11 MiB.
-    let (s, b) = upload(&app, &c.token, vec![0u8; 11 * 1024 * 1024], "big.jpg", "image/jpeg").await;
-    assert_eq!((s, b["error"]["code"].as_str()), (413, Some("too_large")), "{b}");
+    let (s, b) = upload(
+        &app,
+        &c.token,
+        vec![0u8; 11 * 1024 * 1024],
+        "big.jpg",
+        "image/jpeg",
+    )
+    .await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (413, Some("too_large")),
+        "{b}"
+    );
     // No file field; no token.
     let form = reqwest::multipart::Form::new().text("other", "x");
-    let r = app.http.post(app.url("/v1/attachments")).bearer_auth(&c.token).multipart(form).send().await.unwrap();
+    let r = app
+        .http
+        .post(app.url("/v1/attachments"))
+        .bearer_auth(&c.token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
-    let r = app.http.post(app.url("/v1/attachments")).multipart(reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(png(2, 2)))).send().await.unwrap();
+    let r = app
+        .http
+        .post(app.url("/v1/attachments"))
+        .multipart(
+            reqwest::multipart::Form::new()
+                .part("file", reqwest::multipart::Part::bytes(png(2, 2))),
+        )
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     assert_eq!(app.get("/healthz", None).await.0, 200);
 }
@@ -153,17 +240,35 @@ async fn exif_and_gps_are_gone_from_the_served_bytes() {
     assert!(original.windows(4).any(|w| w == b"Exif"));
     let (s, a) = upload(&app, &c.token, original, "passport.jpg", "image/jpeg").await;
     assert_eq!(s, 201, "{a}");
-    for path in [a["url"].as_str().unwrap().to_string(), a["thumb_url"].as_str().unwrap().to_string()] {
-        let r = app.http.get(app.url(&path)).bearer_auth(&c.token).send().await.unwrap();
+    for path in [
+        a["url"].as_str().unwrap().to_string(),
+        a["thumb_url"].as_str().unwrap().to_string(),
+    ] {
+        let r = app
+            .http
+            .get(app.url(&path))
+            .bearer_auth(&c.token)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
         let h = r.headers().clone();
         assert_eq!(h["x-content-type-options"], "nosniff");
         assert!(h["content-type"].to_str().unwrap().starts_with("image/"));
-        assert!(h["content-disposition"].to_str().unwrap().starts_with("inline; filename="));
+        assert!(h["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("inline; filename="));
         assert!(h.contains_key("cache-control") && h.contains_key("etag"));
         let bytes = r.bytes().await.unwrap();
-        assert!(!bytes.windows(4).any(|w| w == b"Exif"), "{path} still has EXIF");
-        assert!(!bytes.windows(13).any(|w| w == b"SECRET-CAMERA"), "{path} still has the camera model");
+        assert!(
+            !bytes.windows(4).any(|w| w == b"Exif"),
+            "{path} still has EXIF"
+        );
+        assert!(
+            !bytes.windows(13).any(|w| w == b"SECRET-CAMERA"),
+            "{path} still has the camera model"
+        );
         image::load_from_memory(&bytes).expect("served bytes are an image");
     }
 }
@@ -184,16 +289,31 @@ async fn strangers_can_neither_download_nor_attach_someone_elses_upload() {
         assert_eq!(app.get(&url, Some(t)).await.0, 403);
     }
     assert_eq!(app.get(&url, None).await.0, 401);
-    assert_eq!(app.get(&format!("/v1/attachments/{}", uuid()), Some(&alice.token)).await.0, 404);
+    assert_eq!(
+        app.get(&format!("/v1/attachments/{}", uuid()), Some(&alice.token))
+            .await
+            .0,
+        404
+    );
     // Bob cannot put Alice's upload in his message.
-    let bob_conv = app.conversation(&bob).await["id"].as_str().unwrap().to_string();
+    let bob_conv = app.conversation(&bob).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let (s, b) = app
-        .post_json(&format!("/v1/conversations/{bob_conv}/messages"), Some(&bob.token), &json!({"client_msg_id": uuid(), "kind": "image", "attachment_ids": [id]}))
+        .post_json(
+            &format!("/v1/conversations/{bob_conv}/messages"),
+            Some(&bob.token),
+            &json!({"client_msg_id": uuid(), "kind": "image", "attachment_ids": [id]}),
+        )
         .await;
     assert_eq!(s, 403, "{b}");
     // Alice sends it as an image message: her mission's agents may now read it.
     let mut agent_ws = app.ws(&be_agent.token).await;
-    let conv = app.conversation(&alice).await["id"].as_str().unwrap().to_string();
+    let conv = app.conversation(&alice).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let (s, ack) = app
         .post_json(&format!("/v1/conversations/{conv}/messages"), Some(&alice.token), &json!({"client_msg_id": uuid(), "kind": "image", "body": "police report", "attachment_ids": [id]}))
         .await;
@@ -204,16 +324,33 @@ async fn strangers_can_neither_download_nor_attach_someone_elses_upload() {
     assert_eq!(att["id"], id.as_str());
     assert!(att["thumb_url"].is_string() && att["url"].is_string());
     assert_eq!(app.get(&url, Some(&be_agent.token)).await.0, 200);
-    assert_eq!(app.get(&format!("{url}/thumb"), Some(&be_agent.token)).await.0, 200);
+    assert_eq!(
+        app.get(&format!("{url}/thumb"), Some(&be_agent.token))
+            .await
+            .0,
+        200
+    );
     assert_eq!(app.get(&url, Some(&et_agent.token)).await.0, 403);
     assert_eq!(app.get(&url, Some(&bob.token)).await.0, 403);
     // History carries the attachment too.
     let msgs = app.messages(&alice.token, &conv, "").await;
     assert_eq!(msgs[0]["attachments"][0]["id"], id.as_str());
     // An image message needs attachments; text messages take none.
-    let (s, _) = app.post_json(&format!("/v1/conversations/{conv}/messages"), Some(&alice.token), &json!({"client_msg_id": uuid(), "kind": "image"})).await;
+    let (s, _) = app
+        .post_json(
+            &format!("/v1/conversations/{conv}/messages"),
+            Some(&alice.token),
+            &json!({"client_msg_id": uuid(), "kind": "image"}),
+        )
+        .await;
     assert_eq!(s, 400);
-    let (s, _) = app.post_json(&format!("/v1/conversations/{conv}/messages"), Some(&alice.token), &json!({"client_msg_id": uuid(), "kind": "text", "body": "x", "attachment_ids": [id]})).await;
+    let (s, _) = app
+        .post_json(
+            &format!("/v1/conversations/{conv}/messages"),
+            Some(&alice.token),
+            &json!({"client_msg_id": uuid(), "kind": "text", "body": "x", "attachment_ids": [id]}),
+        )
+        .await;
     assert_eq!(s, 400);
 }
 
@@ -229,6 +366,16 @@ async fn image_messages_over_the_socket_and_unreferenced_uploads_expire() {
     assert_eq!(ack["seq"], 1);
     // The collector runs every second here; the unreferenced upload goes.
     tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
-    assert_eq!(app.get(kept["url"].as_str().unwrap(), Some(&c.token)).await.0, 200);
-    assert_eq!(app.get(dropped["url"].as_str().unwrap(), Some(&c.token)).await.0, 404);
+    assert_eq!(
+        app.get(kept["url"].as_str().unwrap(), Some(&c.token))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        app.get(dropped["url"].as_str().unwrap(), Some(&c.token))
+            .await
+            .0,
+        404
+    );
 }

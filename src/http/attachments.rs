@@ -43,7 +43,10 @@ async fn upload(
             Ok(None) => break,
             Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(too_large(max)),
             Err(e) => {
-                return Err(AppError::invalid(format!("invalid multipart body: {}", e.body_text())))
+                return Err(AppError::invalid(format!(
+                    "invalid multipart body: {}",
+                    e.body_text()
+                )))
             }
         };
         if field.name() != Some("file") {
@@ -60,9 +63,14 @@ async fn upload(
                     buf.extend_from_slice(&chunk);
                 }
                 Ok(None) => break,
-                Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(too_large(max)),
+                Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                    return Err(too_large(max))
+                }
                 Err(e) => {
-                    return Err(AppError::invalid(format!("invalid multipart body: {}", e.body_text())))
+                    return Err(AppError::invalid(format!(
+                        "invalid multipart body: {}",
+                        e.body_text()
+                    )))
                 }
             }
         }
@@ -85,7 +93,10 @@ fn serve_blob(
     let mut headers = HeaderMap::new();
     let hv = |s: &str| HeaderValue::from_str(s).map_err(|e| AppError::Internal(e.into()));
     headers.insert(header::CONTENT_TYPE, hv(content_type)?);
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     headers.insert(
         header::CONTENT_DISPOSITION,
         hv(&format!("inline; filename=\"{filename}\""))?,
@@ -142,5 +153,11 @@ async fn thumb(
 ) -> AppResult<Response> {
     let a = state.attachments.readable(&auth.principal, &id).await?;
     let name = format!("{}-thumb.{}", a.id, ext(&a.thumb_content_type));
-    serve_blob(&state, &a.thumb_sha256, &a.thumb_content_type, name, &headers)
+    serve_blob(
+        &state,
+        &a.thumb_sha256,
+        &a.thumb_content_type,
+        name,
+        &headers,
+    )
 }

@@ -13,7 +13,7 @@ use crate::config::is_country_code;
 use crate::error::{AppError, AppResult};
 use crate::kb::{article_json, hit_json, Kb, SearchRequest};
 use crate::server::AppState;
-use crate::store::{ArticleFields, Area, SaveOutcome};
+use crate::store::{Area, ArticleFields, SaveMode};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -220,13 +220,10 @@ async fn create(
 ) -> AppResult<impl IntoResponse> {
     Kb::require_editor(&auth.principal)?;
     let fields = body.into_fields(None)?;
-    let (a, outcome) = state.kb.save(&auth.principal, None, fields).await?;
-    if outcome == SaveOutcome::Updated {
-        return Err(AppError::Conflict(format!(
-            "an article with slug {:?} and locale {:?} exists (id {}); update it with PUT",
-            a.slug, a.locale, a.id
-        )));
-    }
+    let (a, _) = state
+        .kb
+        .save(&auth.principal, SaveMode::Create, fields)
+        .await?;
     Ok((StatusCode::CREATED, Json(article_json(&a))))
 }
 
@@ -238,7 +235,10 @@ async fn update(
 ) -> AppResult<impl IntoResponse> {
     let current = state.kb.article_for_edit(&auth.principal, &key).await?;
     let fields = body.into_fields(Some(crate::kb::fields_of(&current)))?;
-    let (a, _) = state.kb.save(&auth.principal, Some(&key), fields).await?;
+    let (a, _) = state
+        .kb
+        .save(&auth.principal, SaveMode::Update(&key), fields)
+        .await?;
     Ok(Json(article_json(&a)))
 }
 
@@ -247,7 +247,10 @@ async fn publish(
     auth: Auth,
     Path(key): Path<String>,
 ) -> AppResult<impl IntoResponse> {
-    let a = state.kb.set_status(&auth.principal, &key, "published").await?;
+    let a = state
+        .kb
+        .set_status(&auth.principal, &key, "published")
+        .await?;
     Ok(Json(article_json(&a)))
 }
 
@@ -257,7 +260,10 @@ async fn archive(
     auth: Auth,
     Path(key): Path<String>,
 ) -> AppResult<StatusCode> {
-    state.kb.set_status(&auth.principal, &key, "archived").await?;
+    state
+        .kb
+        .set_status(&auth.principal, &key, "archived")
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -320,6 +326,7 @@ struct AlertsQuery {
     country: Option<String>,
     lat: Option<f64>,
     lon: Option<f64>,
+    locale: Option<String>,
 }
 
 async fn alerts(
@@ -329,7 +336,9 @@ async fn alerts(
     let point = match (q.lat, q.lon) {
         (Some(lat), Some(lon)) => {
             if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) {
-                return Err(AppError::invalid("lat must be in -90..90 and lon in -180..180"));
+                return Err(AppError::invalid(
+                    "lat must be in -90..90 and lon in -180..180",
+                ));
             }
             Some((lat, lon))
         }
@@ -337,7 +346,14 @@ async fn alerts(
         _ => return Err(AppError::invalid("give both lat and lon")),
     };
     let country = clean_country(q.country)?;
-    let list = state.kb.alerts(country.as_deref(), point).await?;
+    let list = state
+        .kb
+        .alerts(
+            country.as_deref(),
+            point,
+            none_if_empty(q.locale).as_deref(),
+        )
+        .await?;
     Ok(Json(
         json!({"alerts": list.iter().map(article_json).collect::<Vec<_>>()}),
     ))

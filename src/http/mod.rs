@@ -146,7 +146,9 @@ impl FromRequestParts<AppState> for MaybeAuth {
         if parts.headers.get(header::AUTHORIZATION).is_none() {
             return Ok(MaybeAuth(None));
         }
-        Auth::from_request_parts(parts, state).await.map(|a| MaybeAuth(Some(a)))
+        Auth::from_request_parts(parts, state)
+            .await
+            .map(|a| MaybeAuth(Some(a)))
     }
 }
 

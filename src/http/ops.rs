@@ -43,8 +43,14 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     };
     let ok = database == "ok" && index == "ok";
     (
-        if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE },
-        Json(json!({"status": if ok { "ready" } else { "unavailable" }, "database": database, "index": index})),
+        if ok {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        },
+        Json(
+            json!({"status": if ok { "ready" } else { "unavailable" }, "database": database, "index": index}),
+        ),
     )
 }
 

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::{render_markdown, validate};
-use crate::store::{ArticleFields, Area, SaveOutcome, Store};
+use crate::store::{Area, ArticleFields, SaveMode, SaveOutcome, Store};
 
 /// The front matter keys of the import format.
 #[derive(Debug, Deserialize)]
@@ -54,7 +54,12 @@ pub fn parse(text: &str) -> Result<ArticleFields, (usize, String)> {
     let mut lines = text.split_inclusive('\n');
     match lines.next() {
         Some(first) if first.trim_end() == "---" => {}
-        _ => return Err((1, "the file must start with a `---` line opening the front matter".into())),
+        _ => {
+            return Err((
+                1,
+                "the file must start with a `---` line opening the front matter".into(),
+            ))
+        }
     }
     let mut yaml = String::new();
     let mut closed_at = None;
@@ -68,7 +73,10 @@ pub fn parse(text: &str) -> Result<ArticleFields, (usize, String)> {
         yaml.push_str(line);
     }
     let Some(close_line) = closed_at else {
-        return Err((1, "the front matter opened on line 1 is never closed with `---`".into()));
+        return Err((
+            1,
+            "the front matter opened on line 1 is never closed with `---`".into(),
+        ));
     };
     let first_len = text.split_inclusive('\n').next().map_or(0, str::len);
     let body = &text[first_len + consumed..];
@@ -120,7 +128,9 @@ pub fn find_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
                 if !entry.file_name().to_string_lossy().starts_with('.') {
                     stack.push(path);
                 }
-            } else if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("md"))
+            } else if path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("md"))
                 && !entry
                     .file_name()
                     .to_string_lossy()
@@ -162,10 +172,10 @@ pub async fn import_file(store: &Store, path: &Path) -> Result<SaveOutcome, Impo
         .collect();
     let html = render_markdown(&fields.body_markdown);
     store
-        .save_article(None, &fields, &html, None, Some(&hash))
+        .save_article(SaveMode::Upsert, &fields, &html, None, Some(&hash))
         .await
         .map(|(_, outcome)| outcome)
-        .map_err(|e| err(1, e.public_message()))
+        .map_err(|e| err(1, e.detail()))
 }
 
 /// Import every file under `dir`, reporting progress through `on_file`.
@@ -208,14 +218,18 @@ mod tests {
 
     #[test]
     fn errors_name_the_line() {
-        let (line, msg) = parse("---\nslug: a\nlocale: en\ntitle: T\ncategory: recipe\n---\nx").unwrap_err();
+        let (line, msg) =
+            parse("---\nslug: a\nlocale: en\ntitle: T\ncategory: recipe\n---\nx").unwrap_err();
         assert_eq!(line, 5, "{msg}");
         assert!(msg.contains("recipe"));
-        let (line, _) = parse("---\nslug: a\nlocale: en\ntitle: [unclosed\ncategory: faq\n---\nx").unwrap_err();
+        let (line, _) =
+            parse("---\nslug: a\nlocale: en\ntitle: [unclosed\ncategory: faq\n---\nx").unwrap_err();
         assert!((4..=5).contains(&line), "{line}");
         let (line, msg) = parse("no front matter").unwrap_err();
         assert_eq!(line, 1, "{msg}");
-        let (line, msg) = parse("---\nslug: a\nlocale: en\ntitle: T\ncategory: faq\ncolour: red\n---\n").unwrap_err();
+        let (line, msg) =
+            parse("---\nslug: a\nlocale: en\ntitle: T\ncategory: faq\ncolour: red\n---\n")
+                .unwrap_err();
         assert!(msg.contains("colour"), "{line}: {msg}");
     }
 }

@@ -18,8 +18,8 @@ use crate::config::is_country_code;
 use crate::error::{AppError, AppResult};
 use crate::hub::{Audience, Hub};
 use crate::store::{
-    fmt_time, now_str, parse_time, ArticleFields, ArticleRecord, Area, ConversationRecord,
-    MessageRecord, SaveOutcome, Store,
+    fmt_time, now_str, parse_time, Area, ArticleFields, ArticleRecord, ConversationRecord,
+    MessageRecord, SaveMode, SaveOutcome, Store,
 };
 
 pub const CATEGORIES: [&str; 7] = [
@@ -101,9 +101,9 @@ pub fn markdown_text(md: &str) -> String {
         match ev {
             Event::Text(t) | Event::Code(t) => out.push_str(&t),
             Event::SoftBreak | Event::HardBreak => out.push(' '),
-            Event::End(TagEnd::Paragraph | TagEnd::Heading(_) | TagEnd::Item | TagEnd::TableCell) => {
-                out.push('\n')
-            }
+            Event::End(
+                TagEnd::Paragraph | TagEnd::Heading(_) | TagEnd::Item | TagEnd::TableCell,
+            ) => out.push('\n'),
             _ => {}
         }
     }
@@ -151,8 +151,7 @@ pub fn validate(mut f: ArticleFields) -> Result<ArticleFields, FieldError> {
     f.locale = f.locale.trim().to_string();
     let locale_ok = !f.locale.is_empty()
         && f.locale.len() <= 35
-        && f
-            .locale
+        && f.locale
             .split('-')
             .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric()));
     if !locale_ok {
@@ -228,10 +227,11 @@ pub fn validate(mut f: ArticleFields) -> Result<ArticleFields, FieldError> {
         }
     }
     if let Some(a) = &f.area {
-        if !(-90.0..=90.0).contains(&a.lat)
-            || !(-180.0..=180.0).contains(&a.lon)
-            || !(a.radius_km > 0.0 && a.radius_km <= 20_000.0)
-        {
+        let valid = (-90.0..=90.0).contains(&a.lat)
+            && (-180.0..=180.0).contains(&a.lon)
+            && a.radius_km > 0.0
+            && a.radius_km <= 20_000.0;
+        if !valid {
             return Err(bad(
                 "area",
                 "area needs lat in -90..90, lon in -180..180 and radius_km in (0, 20000]",
@@ -284,7 +284,11 @@ pub fn fields_of(a: &ArticleRecord) -> ArticleFields {
         status: a.status.clone(),
         severity: a.severity.clone(),
         area: match (a.area_lat, a.area_lon, a.area_radius_km) {
-            (Some(lat), Some(lon), Some(radius_km)) => Some(Area { lat, lon, radius_km }),
+            (Some(lat), Some(lon), Some(radius_km)) => Some(Area {
+                lat,
+                lon,
+                radius_km,
+            }),
             _ => None,
         },
         expires_at: a.expires_at.clone(),
@@ -294,8 +298,7 @@ pub fn fields_of(a: &ArticleRecord) -> ArticleFields {
 /// Visible to the public now: published and not expired.
 pub fn is_live(a: &ArticleRecord) -> bool {
     a.status == "published"
-        && a
-            .expires_at
+        && a.expires_at
             .as_deref()
             .and_then(parse_time)
             .is_none_or(|t| t > Utc::now())
@@ -365,7 +368,9 @@ impl Kb {
         if matches!(p.role(), "editor" | "admin") {
             Ok(())
         } else {
-            Err(AppError::forbidden("only editors and admins manage articles"))
+            Err(AppError::forbidden(
+                "only editors and admins manage articles",
+            ))
         }
     }
 
@@ -373,7 +378,7 @@ impl Kb {
     pub async fn save(
         &self,
         p: &Principal,
-        id: Option<&str>,
+        mode: SaveMode<'_>,
         fields: ArticleFields,
     ) -> AppResult<(ArticleRecord, SaveOutcome)> {
         Self::require_editor(p)?;
@@ -381,7 +386,7 @@ impl Kb {
         let html = render_markdown(&f.body_markdown);
         let saved = self
             .store
-            .save_article(id, &f, &html, Some(p.id()), None)
+            .save_article(mode, &f, &html, Some(p.id()), None)
             .await?;
         self.index_wake.notify_one();
         tracing::info!(article = %saved.0.id, slug = %saved.0.slug, locale = %saved.0.locale, version = saved.0.version, by = %p.id(), "article saved");
@@ -398,11 +403,16 @@ impl Kb {
         found.ok_or_else(|| AppError::not_found("article"))
     }
 
-    pub async fn set_status(&self, p: &Principal, id: &str, status: &str) -> AppResult<ArticleRecord> {
+    pub async fn set_status(
+        &self,
+        p: &Principal,
+        id: &str,
+        status: &str,
+    ) -> AppResult<ArticleRecord> {
         let a = self.article_for_edit(p, id).await?;
         let mut f = fields_of(&a);
         f.status = status.to_string();
-        Ok(self.save(p, Some(id), f).await?.0)
+        Ok(self.save(p, SaveMode::Update(id), f).await?.0)
     }
 
     /// Make a past version current again (as a new version).
@@ -415,7 +425,7 @@ impl Kb {
             .ok_or_else(|| AppError::not_found("article version"))?;
         let f: ArticleFields = serde_json::from_str(&v.snapshot)
             .map_err(|e| AppError::Internal(anyhow::anyhow!("corrupt version snapshot: {e}")))?;
-        Ok(self.save(p, Some(id), f).await?.0)
+        Ok(self.save(p, SaveMode::Update(id), f).await?.0)
     }
 
     /// One article by slug (or id) for reading: the public sees live articles only.
@@ -477,7 +487,11 @@ impl Kb {
         let took_ms = started.elapsed().as_millis() as u64;
         if results.total == 0 && !text.trim().is_empty() && !req.include_unpublished {
             let store = self.store.clone();
-            let normalized = text.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+            let normalized = text
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .to_lowercase();
             tokio::spawn(async move {
                 if let Err(e) = store
                     .record_search_gap(
@@ -502,6 +516,7 @@ impl Kb {
         &self,
         country: Option<&str>,
         point: Option<(f64, f64)>,
+        locale: Option<&str>,
     ) -> AppResult<Vec<ArticleRecord>> {
         let mut alerts: Vec<ArticleRecord> = self
             .store
@@ -522,6 +537,23 @@ impl Kb {
                 country_ok && near_ok
             })
             .collect();
+        // One per slug: the reader's locale, else the same language, else Chinese.
+        let want = locale.unwrap_or("zh-CN").to_ascii_lowercase();
+        let lang = want.split('-').next().unwrap_or("").to_string();
+        let pref = |a: &ArticleRecord| {
+            let l = a.locale.to_ascii_lowercase();
+            if l == want {
+                0
+            } else if l.split('-').next() == Some(lang.as_str()) {
+                1
+            } else if l.starts_with("zh") {
+                2
+            } else {
+                3
+            }
+        };
+        alerts.sort_by(|a, b| a.slug.cmp(&b.slug).then_with(|| pref(a).cmp(&pref(b))));
+        alerts.dedup_by(|later, first| later.slug == first.slug);
         alerts.sort_by(|a, b| {
             severity_rank(b.severity.as_deref())
                 .cmp(&severity_rank(a.severity.as_deref()))

@@ -264,6 +264,17 @@ pub struct ArticleVersionRecord {
     pub created_at: String,
 }
 
+/// How [`super::Store::save_article`] treats an existing article.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SaveMode<'a> {
+    /// New article; `conflict` when slug + locale exist.
+    Create,
+    /// Insert or update by slug + locale (imports).
+    Upsert,
+    /// Update this article; `not_found` when it does not exist.
+    Update(&'a str),
+}
+
 /// What saving an article did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SaveOutcome {

@@ -112,7 +112,7 @@ impl SqliteStore {
         let id = Uuid::now_v7().to_string();
         let now = now_str();
         let mut w = self.writer().await;
-        let mut tx = w.begin().await?;
+        let mut tx = w.begin_with("BEGIN IMMEDIATE").await?;
         let res = sqlx::query(
             "INSERT INTO agents (id, email, name, role, password_hash, capacity, created_at, updated_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -726,7 +726,7 @@ impl SqliteStore {
     /// hashes no longer used by any upload (the caller removes those files).
     pub async fn collect_unreferenced_attachments(&self, cutoff: &str) -> AppResult<Vec<String>> {
         let mut w = self.writer().await;
-        let mut tx = w.begin().await?;
+        let mut tx = w.begin_with("BEGIN IMMEDIATE").await?;
         let doomed: Vec<(String, String, String)> = sqlx::query_as(
             "SELECT id, sha256, thumb_sha256 FROM attachments a WHERE created_at < ? \
              AND NOT EXISTS (SELECT 1 FROM message_attachments m WHERE m.attachment_id = a.id) LIMIT 1000",
@@ -819,7 +819,7 @@ impl SqliteStore {
         conn: &mut SqliteConnection,
         batch: &[&NewMessage],
     ) -> Result<Vec<AppResult<Committed>>, sqlx::Error> {
-        let mut tx = conn.begin().await?;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         let mut convs: HashMap<String, ConversationRecord> = HashMap::new();
         let mut out = Vec::with_capacity(batch.len());
         for m in batch {

@@ -3,21 +3,24 @@
 use sqlx::{Connection, QueryBuilder, Sqlite};
 use uuid::Uuid;
 
+use super::now_str;
 use super::records::*;
 use super::sqlite::SqliteStore;
-use super::now_str;
 use crate::error::{AppError, AppResult};
 
-const ARTICLE_COLUMNS: &str = "id, slug, locale, title, summary, body_markdown, body_html, category, \
+const ARTICLE_COLUMNS: &str =
+    "id, slug, locale, title, summary, body_markdown, body_html, category, \
      countries, tags, status, version, severity, area_lat, area_lon, area_radius_km, expires_at, \
      source_hash, created_at, updated_at, published_at";
 
 impl SqliteStore {
     pub async fn article(&self, id: &str) -> AppResult<Option<ArticleRecord>> {
-        Ok(sqlx::query_as(&format!("SELECT {ARTICLE_COLUMNS} FROM articles WHERE id = ?"))
-            .bind(id)
-            .fetch_optional(&self.read)
-            .await?)
+        Ok(sqlx::query_as(&format!(
+            "SELECT {ARTICLE_COLUMNS} FROM articles WHERE id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&self.read)
+        .await?)
     }
 
     /// Articles with this slug, in every locale.
@@ -38,8 +41,9 @@ impl SqliteStore {
         limit: i64,
         offset: i64,
     ) -> AppResult<Vec<ArticleRecord>> {
-        let mut q: QueryBuilder<Sqlite> =
-            QueryBuilder::new(format!("SELECT {ARTICLE_COLUMNS} FROM articles WHERE 1 = 1"));
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+            "SELECT {ARTICLE_COLUMNS} FROM articles WHERE 1 = 1"
+        ));
         if let Some(s) = status {
             q.push(" AND status = ").push_bind(s.to_string());
         }
@@ -76,7 +80,7 @@ impl SqliteStore {
     /// `source_hash` (imports) skips files whose content did not change.
     pub async fn save_article(
         &self,
-        id: Option<&str>,
+        mode: SaveMode<'_>,
         f: &ArticleFields,
         body_html: &str,
         editor_id: Option<&str>,
@@ -84,22 +88,35 @@ impl SqliteStore {
     ) -> AppResult<(ArticleRecord, SaveOutcome)> {
         let now = now_str();
         let mut w = self.write.lock().await;
-        let mut tx = w.begin().await?;
-        let existing: Option<ArticleRecord> = match id {
-            Some(id) => sqlx::query_as(&format!("SELECT {ARTICLE_COLUMNS} FROM articles WHERE id = ?"))
+        let mut tx = w.begin_with("BEGIN IMMEDIATE").await?;
+        let existing: Option<ArticleRecord> = match mode {
+            SaveMode::Update(id) => {
+                sqlx::query_as(&format!(
+                    "SELECT {ARTICLE_COLUMNS} FROM articles WHERE id = ?"
+                ))
                 .bind(id)
                 .fetch_optional(&mut *tx)
-                .await?,
-            None => sqlx::query_as(&format!(
-                "SELECT {ARTICLE_COLUMNS} FROM articles WHERE slug = ? AND locale = ?"
-            ))
-            .bind(&f.slug)
-            .bind(&f.locale)
-            .fetch_optional(&mut *tx)
-            .await?,
+                .await?
+            }
+            SaveMode::Create | SaveMode::Upsert => {
+                sqlx::query_as(&format!(
+                    "SELECT {ARTICLE_COLUMNS} FROM articles WHERE slug = ? AND locale = ?"
+                ))
+                .bind(&f.slug)
+                .bind(&f.locale)
+                .fetch_optional(&mut *tx)
+                .await?
+            }
         };
-        if id.is_some() && existing.is_none() {
-            return Err(AppError::not_found("article"));
+        match (mode, &existing) {
+            (SaveMode::Update(_), None) => return Err(AppError::not_found("article")),
+            (SaveMode::Create, Some(e)) => {
+                return Err(AppError::Conflict(format!(
+                    "an article with slug {:?} and locale {:?} exists (id {}); update it with PUT",
+                    e.slug, e.locale, e.id
+                )))
+            }
+            _ => {}
         }
         if let (Some(e), Some(h)) = (&existing, source_hash) {
             if e.source_hash.as_deref() == Some(h) {
@@ -115,7 +132,12 @@ impl SqliteStore {
                     (None, "published") => Some(now.clone()),
                     (None, _) => None,
                 };
-                (e.id.clone(), e.version + 1, SaveOutcome::Updated, published_at)
+                (
+                    e.id.clone(),
+                    e.version + 1,
+                    SaveOutcome::Updated,
+                    published_at,
+                )
             }
             None => (
                 Uuid::now_v7().to_string(),
@@ -185,11 +207,12 @@ impl SqliteStore {
             .bind(&now)
             .execute(&mut *tx)
             .await?;
-        let saved: ArticleRecord =
-            sqlx::query_as(&format!("SELECT {ARTICLE_COLUMNS} FROM articles WHERE id = ?"))
-                .bind(&article_id)
-                .fetch_one(&mut *tx)
-                .await?;
+        let saved: ArticleRecord = sqlx::query_as(&format!(
+            "SELECT {ARTICLE_COLUMNS} FROM articles WHERE id = ?"
+        ))
+        .bind(&article_id)
+        .fetch_one(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok((saved, outcome))
     }
@@ -260,7 +283,7 @@ impl SqliteStore {
     /// Queue published articles whose expiry has passed, once each.
     pub async fn queue_expired_articles(&self, now: &str) -> AppResult<usize> {
         let mut w = self.write.lock().await;
-        let mut tx = w.begin().await?;
+        let mut tx = w.begin_with("BEGIN IMMEDIATE").await?;
         let ids: Vec<(String,)> = sqlx::query_as(
             "UPDATE articles SET expiry_indexed = 1 WHERE status = 'published' AND expiry_indexed = 0 \
              AND expires_at IS NOT NULL AND expires_at <= ? RETURNING id",

@@ -43,8 +43,10 @@ pub fn test_config(data_dir: &Path) -> Config {
         ..Config::default()
     };
     c.limits.sessions_per_minute = 100_000;
-    c.kb.synonyms_file =
-        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/knowledge-base/synonyms.toml"));
+    c.kb.synonyms_file = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/knowledge-base/synonyms.toml"
+    ));
     c.limits.hello_timeout_secs = 2;
     c
 }

@@ -4,7 +4,6 @@
 use std::borrow::Cow;
 use std::io::Cursor;
 
-
 use image::codecs::jpeg::JpegEncoder;
 use image::{DynamicImage, GenericImageView, ImageFormat, Rgb, RgbImage, Rgba, RgbaImage};
 use lingshi_media::{dimensions, process, sniff, Format, Limits, MediaError, Processed};
