@@ -405,14 +405,6 @@ async fn a_numeric_secret_is_not_printed_when_refused() {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn spawn_serve(
     dir: &Path,
     config_file: &Path,

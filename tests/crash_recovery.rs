@@ -7,8 +7,6 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -26,89 +24,6 @@ struct Acked {
     message_id: String,
     seq: i64,
     via: &'static str,
-}
-
-/// The `lingshi serve` child process and where it listens.
-struct ServerProc {
-    child: tokio::process::Child,
-    base: String,
-    addr: String,
-    log: PathBuf,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let start = text.len().saturating_sub(4000);
-    let start = (start..text.len())
-        .find(|i| text.is_char_boundary(*i))
-        .unwrap_or(text.len());
-    text[start..].to_string()
-}
-
-/// Start `lingshi --config FILE serve --bind 127.0.0.1:PORT` and wait for `/readyz`.
-/// Retries on another port if the chosen one was taken in the meantime.
-async fn start_server(config_file: &Path, dir: &Path, name: &str) -> ServerProc {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
-    for attempt in 0..5 {
-        let port = free_port();
-        let addr = format!("127.0.0.1:{port}");
-        let log = dir.join(format!("{name}-{attempt}.log"));
-        let out = std::fs::File::create(&log).unwrap();
-        let err = out.try_clone().unwrap();
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_lingshi"))
-            .arg("--config")
-            .arg(config_file)
-            .arg("serve")
-            .arg("--bind")
-            .arg(&addr)
-            .current_dir(dir)
-            .env_remove("LINGSHI_BIND")
-            .env_remove("LINGSHI_DATA_DIR")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err))
-            .kill_on_drop(true)
-            .spawn()
-            .expect("lingshi binary runs");
-        let base = format!("http://{addr}");
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                let log_text = tail(&log);
-                if log_text.contains("cannot listen") {
-                    break; // port taken by someone else: try another
-                }
-                panic!("lingshi serve exited early with {status}:\n{log_text}");
-            }
-            if let Ok(r) = http.get(format!("{base}/readyz")).send().await {
-                if r.status().as_u16() == 200 {
-                    return ServerProc {
-                        child,
-                        base,
-                        addr,
-                        log,
-                    };
-                }
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill().await;
-                panic!("lingshi serve not ready within 90 s:\n{}", tail(&log));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-    panic!("could not find a free port for lingshi serve");
 }
 
 struct Person {
@@ -245,30 +160,6 @@ async fn http_sender(base: String, token: String, conversation_id: String, share
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-}
-
-/// Every message of a conversation, paging with `after_seq`.
-async fn all_messages(http: &reqwest::Client, base: &str, token: &str, conv: &str) -> Vec<Value> {
-    let mut out: Vec<Value> = vec![];
-    let mut after = 0;
-    loop {
-        let r = http
-            .get(format!(
-                "{base}/v1/conversations/{conv}/messages?after_seq={after}&limit=200"
-            ))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
-        let (s, body) = into_pair(r).await;
-        assert_eq!(s, 200, "messages: {body}");
-        let page = body["messages"].as_array().unwrap().clone();
-        assert!(page.len() <= 200, "a page holds at most 200 messages");
-        let Some(last) = page.last() else { break };
-        after = last["seq"].as_i64().unwrap();
-        out.extend(page);
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -137,28 +135,6 @@ async fn http_sender(
     acks
 }
 
-async fn all_messages(http: &reqwest::Client, base: &str, token: &str, conv: &str) -> Vec<Value> {
-    let mut out: Vec<Value> = vec![];
-    let mut after = 0;
-    loop {
-        let r = http
-            .get(format!(
-                "{base}/v1/conversations/{conv}/messages?after_seq={after}&limit=200"
-            ))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
-        let (s, body) = into_pair(r).await;
-        assert_eq!(s, 200, "messages: {body}");
-        let page = body["messages"].as_array().unwrap().clone();
-        let Some(last) = page.last() else { break };
-        after = last["seq"].as_i64().unwrap();
-        out.extend(page);
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn shutdown_closes_sockets_with_1001_and_keeps_every_ack() {
     let mut app = TestApp::spawn_with(|c| {
@@ -258,76 +234,17 @@ async fn shutdown_closes_sockets_with_1001_and_keeps_every_ack() {
     server.shutdown().await.unwrap();
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn log_text(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
-}
-
-/// `lingshi serve` as a child process, ready on `/readyz`.
-async fn start_binary(config_file: &Path, dir: &Path) -> (tokio::process::Child, String, PathBuf) {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
-    for attempt in 0..5 {
-        let addr = format!("127.0.0.1:{}", free_port());
-        let log = dir.join(format!("serve-{attempt}.log"));
-        let out = std::fs::File::create(&log).unwrap();
-        let err = out.try_clone().unwrap();
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_lingshi"))
-            .arg("--config")
-            .arg(config_file)
-            .arg("serve")
-            .arg("--bind")
-            .arg(&addr)
-            .current_dir(dir)
-            .env_remove("LINGSHI_BIND")
-            .env_remove("LINGSHI_DATA_DIR")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err))
-            .kill_on_drop(true)
-            .spawn()
-            .expect("lingshi binary runs");
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                if log_text(&log).contains("cannot listen") {
-                    break;
-                }
-                panic!(
-                    "lingshi serve exited early with {status}:\n{}",
-                    log_text(&log)
-                );
-            }
-            if let Ok(r) = http.get(format!("http://{addr}/readyz")).send().await {
-                if r.status().as_u16() == 200 {
-                    return (child, addr, log);
-                }
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill().await;
-                panic!("lingshi serve not ready within 90 s:\n{}", log_text(&log));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-    panic!("no free port for lingshi serve");
-}
-
 #[tokio::test]
 async fn sigterm_closes_sockets_with_1001_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
     let config = test_config(&dir.path().join("data"));
     let config_file = write_config_file(dir.path(), &config);
-    let (mut child, addr, log) = start_binary(&config_file, dir.path()).await;
+    let ServerProc {
+        mut child,
+        addr,
+        log,
+        ..
+    } = start_server(&config_file, dir.path(), "first").await;
     let http = reqwest::Client::new();
     let r = http
         .post(format!("http://{addr}/v1/citizen/sessions"))
@@ -350,21 +267,22 @@ async fn sigterm_closes_sockets_with_1001_and_exits_zero() {
         ws.closed(Duration::from_secs(15)).await,
         Some(1001),
         "socket not closed with 1001 on SIGTERM:\n{}",
-        log_text(&log)
+        tail(&log)
     );
     let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
         .await
-        .unwrap_or_else(|_| panic!("no exit within 20 s of SIGTERM:\n{}", log_text(&log)))
+        .unwrap_or_else(|_| panic!("no exit within 20 s of SIGTERM:\n{}", tail(&log)))
         .unwrap();
     assert!(
         status.success(),
         "exit status {status} after SIGTERM:\n{}",
-        log_text(&log)
+        tail(&log)
     );
 
     // The acknowledged message is there after a restart.
-    let (mut child, addr, _) = start_binary(&config_file, dir.path()).await;
-    let base = format!("http://{addr}");
+    let ServerProc {
+        mut child, base, ..
+    } = start_server(&config_file, dir.path(), "second").await;
     let msgs = all_messages(&http, &base, &token, &conv).await;
     assert_eq!(msgs.len(), 1);
     assert_eq!(msgs[0]["client_msg_id"], cmid.as_str());

@@ -30,6 +30,16 @@ pub fn router() -> Router<AppState> {
         .route("/v1/conversations/{id}/canned-responses", post(render_all))
 }
 
+/// The caller's missions, or the one asked for if the caller serves it.
+fn chosen_missions(state: &AppState, auth: &Auth, asked: Option<String>) -> AppResult<Vec<String>> {
+    let missions = state.chat.staff_missions(&auth.principal)?;
+    match asked {
+        None => Ok(missions),
+        Some(m) if missions.contains(&m) => Ok(vec![m]),
+        Some(_) => Err(AppError::forbidden("you do not serve that mission")),
+    }
+}
+
 #[derive(Deserialize)]
 struct AgentsQuery {
     mission_id: Option<String>,
@@ -41,13 +51,7 @@ async fn agents(
     auth: Auth,
     AppQuery(q): AppQuery<AgentsQuery>,
 ) -> AppResult<impl IntoResponse> {
-    let mut missions = state.chat.staff_missions(&auth.principal)?;
-    if let Some(m) = q.mission_id {
-        if !missions.contains(&m) {
-            return Err(AppError::forbidden("you do not serve that mission"));
-        }
-        missions = vec![m];
-    }
+    let missions = chosen_missions(&state, &auth, q.mission_id)?;
     let mut out = Vec::new();
     let mut seen = Vec::new();
     for m in &missions {
@@ -117,13 +121,7 @@ async fn list_canned(
     auth: Auth,
     AppQuery(q): AppQuery<CannedQuery>,
 ) -> AppResult<impl IntoResponse> {
-    let mut missions = state.chat.staff_missions(&auth.principal)?;
-    if let Some(m) = q.mission_id {
-        if !missions.contains(&m) {
-            return Err(AppError::forbidden("you do not serve that mission"));
-        }
-        missions = vec![m];
-    }
+    let missions = chosen_missions(&state, &auth, q.mission_id)?;
     let list = state.store.canned_responses(&missions).await?;
     Ok(Json(json!({"canned_responses": list})))
 }
