@@ -160,9 +160,23 @@ async fn a_queued_conversation_goes_to_the_agent_who_comes_online() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let _ws = app.ws(&agent.token).await;
+    let mut ws = app.ws(&agent.token).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(get_conv(&app, &c.token, &id).await["status"], "open");
+    // Presence over the socket: citizens cannot set it, bad values are refused.
+    ws.send(json!({"type": "presence", "status": "asleep"}))
+        .await;
+    assert_eq!(ws.expect("error").await["code"], "invalid_input");
+    let mut cws = app.ws(&c.token).await;
+    cws.send(json!({"type": "presence", "status": "online"}))
+        .await;
+    assert_eq!(cws.expect("error").await["code"], "forbidden");
+    ws.send(json!({"type": "presence", "status": "away"})).await;
+    let f = ws.expect("presence").await;
+    assert_eq!(
+        (f["agent"]["id"].as_str(), f["status"].as_str()),
+        (Some(agent.id.as_str()), Some("away"))
+    );
     let (s, b) = app
         .post_json(
             "/v1/agent/presence",

@@ -27,6 +27,10 @@ pub enum ClientFrame {
         conversation_id: String,
         seq: i64,
     },
+    /// Staff choose `online` or `away`.
+    Presence {
+        status: String,
+    },
     Ping,
 }
 
@@ -58,7 +62,10 @@ pub fn parse(text: &str) -> Result<ClientFrame, AppError> {
     else {
         return Err(AppError::invalid("frame has no \"type\""));
     };
-    if !matches!(ty.as_str(), "hello" | "send" | "typing" | "read" | "ping") {
+    if !matches!(
+        ty.as_str(),
+        "hello" | "send" | "typing" | "read" | "presence" | "ping"
+    ) {
         return Err(AppError::invalid(format!("unknown frame type {ty:?}")));
     }
     serde_json::from_value(value).map_err(|e| AppError::invalid(format!("invalid {ty} frame: {e}")))

@@ -380,6 +380,10 @@ async fn handle_text(
     };
     match frame {
         ClientFrame::Ping => Some(frames::pong()),
+        ClientFrame::Presence { status } => match state.chat.set_presence(p, &status).await {
+            Ok(_) => None,
+            Err(e) => refuse(e, None),
+        },
         ClientFrame::Hello { .. } => refuse(AppError::invalid("already authenticated"), None),
         ClientFrame::Send(s) => {
             let cmid = s.client_msg_id.clone();
