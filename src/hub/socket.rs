@@ -162,7 +162,9 @@ fn announce_presence(state: &AppState, p: &Principal) {
 }
 
 async fn serve(mut socket: WebSocket, state: AppState) {
-    let Some((principal, session, resume)) = handshake(&mut socket, &state).await else {
+    // The handshake, snapshot and frame handling are boxed: their futures are large and
+    // short-lived, and inlining them would make every idle socket's task that large.
+    let Some((principal, session, resume)) = Box::pin(handshake(&mut socket, &state)).await else {
         return;
     };
     let topics = topics_for(&principal);
@@ -178,7 +180,7 @@ async fn serve(mut socket: WebSocket, state: AppState) {
         topics,
     };
     announce_presence(&state, &principal);
-    if let Err(e) = welcome_and_replay(&mut socket, &state, &principal, resume).await {
+    if let Err(e) = Box::pin(welcome_and_replay(&mut socket, &state, &principal, resume)).await {
         e.log();
         close(&mut socket, 1011, "internal error").await;
     } else {
@@ -311,7 +313,7 @@ async fn run(socket: &mut WebSocket, state: &AppState, p: &Principal, conn: &Con
                 last_seen = Instant::now();
                 match msg {
                     Message::Text(text) => {
-                        let reply = handle_text(state, p, &mut budget, &text).await;
+                        let reply = Box::pin(handle_text(state, p, &mut budget, &text)).await;
                         if let Some(reply) = reply {
                             if socket.send(Message::Text(reply)).await.is_err() {
                                 return;
