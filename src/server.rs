@@ -65,7 +65,8 @@ impl Server {
             store: store.clone(),
             engine: engine.clone(),
             index_wake: Arc::default(),
-            suggest_slots: Arc::new(tokio::sync::Semaphore::new(4)),
+            suggest_slots: Arc::new(tokio::sync::Semaphore::new(2)),
+            suggested_at: Arc::default(),
         };
         let stop_writer = CancellationToken::new();
         let (writer, writer_task) = Writer::start(

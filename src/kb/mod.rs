@@ -361,7 +361,12 @@ pub struct Kb {
     pub index_wake: Arc<Notify>,
     /// Bounds concurrent suggestion searches; when all are busy a suggestion is skipped.
     pub suggest_slots: Arc<Semaphore>,
+    /// When each conversation last got suggestions: a burst of messages gets one search.
+    pub suggested_at: Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>>,
 }
+
+/// Least time between two suggestion searches for one conversation.
+const SUGGEST_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Kb {
     pub fn require_editor(p: &Principal) -> AppResult<()> {
@@ -573,6 +578,23 @@ impl Kb {
         message: MessageRecord,
         locale: Option<String>,
     ) {
+        if message.body.trim().chars().count() < 2 {
+            return;
+        }
+        {
+            let now = Instant::now();
+            let mut seen = self.suggested_at.lock().unwrap_or_else(|p| p.into_inner());
+            if seen
+                .get(&conv.id)
+                .is_some_and(|t| now.duration_since(*t) < SUGGEST_EVERY)
+            {
+                return;
+            }
+            if seen.len() > 10_000 {
+                seen.retain(|_, t| now.duration_since(*t) < SUGGEST_EVERY);
+            }
+            seen.insert(conv.id.clone(), now);
+        }
         let Ok(permit) = self.suggest_slots.clone().try_acquire_owned() else {
             return;
         };
