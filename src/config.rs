@@ -136,6 +136,8 @@ pub struct Limits {
     /// Seconds between server pings on an otherwise idle socket.
     pub ping_interval_secs: u64,
     /// Frames queued for one socket before the client is declared too slow (close 4008).
+    /// Agents receive their whole mission's traffic in commit-sized bursts, so this is
+    /// well above `commit_batch_max`; the queue takes memory only while it holds frames.
     pub outbound_queue: usize,
     /// Session creations allowed per client address per minute (burst of the same size).
     pub sessions_per_minute: u32,
@@ -162,7 +164,7 @@ impl Default for Limits {
             hello_timeout_secs: 10,
             idle_timeout_secs: 60,
             ping_interval_secs: 25,
-            outbound_queue: 256,
+            outbound_queue: 4096,
             sessions_per_minute: 30,
             http_body_max_bytes: 256 * 1024,
             write_queue: 16_384,

@@ -49,6 +49,46 @@ async fn resending_the_same_client_msg_id_returns_the_original_ack() {
 }
 
 #[tokio::test]
+async fn concurrent_resends_of_one_client_msg_id_store_one_message() {
+    let app = TestApp::spawn().await;
+    let c = app.citizen("Li", Some("BE")).await;
+    let id = app.conversation(&c).await["id"].as_str().unwrap().to_string();
+    let cmid = uuid();
+    let mut tasks = vec![];
+    for _ in 0..20 {
+        let http = app.http.clone();
+        let url = app.url(&format!("/v1/conversations/{id}/messages"));
+        let token = c.token.clone();
+        let cmid = cmid.clone();
+        tasks.push(tokio::spawn(async move {
+            let r = http
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({"client_msg_id": cmid, "body": "once"}))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<serde_json::Value>().await.unwrap())
+        }));
+    }
+    let mut created = 0;
+    let mut ids = vec![];
+    for t in tasks {
+        let (status, ack) = t.await.unwrap();
+        assert!(status == 200 || status == 201, "{status} {ack}");
+        if status == 201 {
+            created += 1;
+        }
+        ids.push(ack["message_id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(created, 1);
+    ids.dedup();
+    assert_eq!(ids.len(), 1);
+    assert_eq!(app.messages(&c.token, &id, "").await.len(), 1);
+}
+
+#[tokio::test]
 async fn concurrent_senders_get_gapless_sequence_numbers() {
     let app = TestApp::spawn().await;
     let c = app.citizen("Li", Some("BE")).await;

@@ -814,51 +814,96 @@ impl SqliteStore {
     /// Commit `batch` in one transaction: one fsync for all of them. Each item gets its
     /// own result; an item that cannot be stored (unknown conversation) does not stop
     /// the others. An `Err` of the whole call means nothing was committed.
+    ///
+    /// The statements are batched too (a handful per call, whatever the batch size):
+    /// with SQLite every statement is a round trip to the driver's thread, and the
+    /// writer is the one place where all messages queue.
     pub async fn commit_messages(
         &self,
         conn: &mut SqliteConnection,
         batch: &[&NewMessage],
     ) -> Result<Vec<AppResult<Committed>>, sqlx::Error> {
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+
+        // Messages already stored under these senders' client_msg_ids.
+        let mut stored: HashMap<(String, String), MessageRecord> = HashMap::new();
+        let keyed: Vec<(&str, &str)> = batch
+            .iter()
+            .filter_map(|m| Some((m.sender_id.as_deref()?, m.client_msg_id.as_deref()?)))
+            .collect();
+        if !keyed.is_empty() {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE client_msg_id IS NOT NULL AND sender_id IN ("
+            ));
+            let mut senders: Vec<&str> = keyed.iter().map(|k| k.0).collect();
+            senders.sort_unstable();
+            senders.dedup();
+            let mut sep = q.separated(", ");
+            for s in senders {
+                sep.push_bind(s.to_string());
+            }
+            q.push(") AND client_msg_id IN (");
+            let mut sep = q.separated(", ");
+            for (_, c) in &keyed {
+                sep.push_bind(c.to_string());
+            }
+            q.push(")");
+            let rows: Vec<MessageRecord> = q.build_query_as().fetch_all(&mut *tx).await?;
+            for m in rows {
+                if let (Some(s), Some(c)) = (&m.sender_id, &m.client_msg_id) {
+                    stored.insert((s.clone(), c.clone()), m);
+                }
+            }
+        }
+
+        // Every conversation the batch touches, in one query.
+        let mut conv_ids: Vec<&str> = batch.iter().map(|m| m.conversation_id.as_str()).collect();
+        conv_ids.extend(stored.values().map(|m| m.conversation_id.as_str()));
+        conv_ids.sort_unstable();
+        conv_ids.dedup();
         let mut convs: HashMap<String, ConversationRecord> = HashMap::new();
-        let mut out = Vec::with_capacity(batch.len());
+        for chunk in conv_ids.chunks(500) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+                "SELECT {CONVERSATION_COLUMNS} FROM conversations c JOIN citizens z ON z.id = c.citizen_id WHERE c.id IN ("
+            ));
+            let mut sep = q.separated(", ");
+            for id in chunk {
+                sep.push_bind(id.to_string());
+            }
+            q.push(")");
+            let rows: Vec<ConversationRecord> = q.build_query_as().fetch_all(&mut *tx).await?;
+            for c in rows {
+                convs.insert(c.id.clone(), c);
+            }
+        }
+
+        // Number the new messages in order.
+        let mut out: Vec<AppResult<Committed>> = Vec::with_capacity(batch.len());
+        let mut fresh: Vec<(usize, &NewMessage)> = Vec::new();
+        let mut touched: Vec<String> = Vec::new();
         for m in batch {
-            if let (Some(sender), Some(cmid)) = (&m.sender_id, &m.client_msg_id) {
-                let existing: Option<MessageRecord> = sqlx::query_as(&format!(
-                    "SELECT {MESSAGE_COLUMNS} FROM messages WHERE sender_id = ? AND client_msg_id = ?"
-                ))
-                .bind(sender)
-                .bind(cmid)
-                .fetch_optional(&mut *tx)
-                .await?;
-                if let Some(message) = existing {
-                    let conversation = match convs.get(&message.conversation_id) {
-                        Some(c) => c.clone(),
-                        None => fetch_conversation(&mut tx, &message.conversation_id)
-                            .await?
-                            .ok_or_else(|| sqlx::Error::RowNotFound)?,
-                    };
-                    out.push(Ok(Committed {
-                        message,
-                        conversation,
-                        duplicate: true,
-                        reopened: false,
-                    }));
+            let key = match (&m.sender_id, &m.client_msg_id) {
+                (Some(s), Some(c)) => Some((s.clone(), c.clone())),
+                _ => None,
+            };
+            if let Some(existing) = key.as_ref().and_then(|k| stored.get(k)) {
+                // Stored earlier, or earlier in this very batch (a quick resend).
+                let Some(conversation) = convs.get(&existing.conversation_id).cloned() else {
+                    out.push(Err(AppError::not_found("conversation")));
                     continue;
-                }
+                };
+                out.push(Ok(Committed {
+                    message: existing.clone(),
+                    conversation,
+                    duplicate: true,
+                    reopened: false,
+                }));
+                continue;
             }
-            if !convs.contains_key(&m.conversation_id) {
-                match fetch_conversation(&mut tx, &m.conversation_id).await? {
-                    Some(c) => {
-                        convs.insert(c.id.clone(), c);
-                    }
-                    None => {
-                        out.push(Err(AppError::not_found("conversation")));
-                        continue;
-                    }
-                }
-            }
-            let conv = convs.get_mut(&m.conversation_id).expect("inserted above");
+            let Some(conv) = convs.get_mut(&m.conversation_id) else {
+                out.push(Err(AppError::not_found("conversation")));
+                continue;
+            };
             let now = now_str();
             let seq = conv.last_seq + 1;
             let mut reopened = false;
@@ -867,6 +912,11 @@ impl SqliteStore {
                 conv.status = "open".into();
                 conv.assignee_id = None;
                 reopened = true;
+            }
+            conv.last_seq = seq;
+            conv.updated_at = now.clone();
+            if !touched.contains(&conv.id) {
+                touched.push(conv.id.clone());
             }
             let message = MessageRecord {
                 id: Uuid::now_v7().to_string(),
@@ -879,53 +929,80 @@ impl SqliteStore {
                 kind: m.kind.to_string(),
                 body: m.body.clone(),
                 attachments: m.attachments.clone(),
-                created_at: now.clone(),
+                created_at: now,
             };
-            sqlx::query(
-                "INSERT INTO messages (id, conversation_id, seq, client_msg_id, sender_kind, sender_id, \
-                 sender_name, kind, body, attachments, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&message.id)
-            .bind(&message.conversation_id)
-            .bind(seq)
-            .bind(&message.client_msg_id)
-            .bind(&message.sender_kind)
-            .bind(&message.sender_id)
-            .bind(&message.sender_name)
-            .bind(&message.kind)
-            .bind(&message.body)
-            .bind(&message.attachments)
-            .bind(&now)
-            .execute(&mut *tx)
-            .await?;
-            for aid in &m.attachment_ids {
-                sqlx::query(
-                    "INSERT OR IGNORE INTO message_attachments (message_id, attachment_id, conversation_id) VALUES (?, ?, ?)",
-                )
-                .bind(&message.id)
-                .bind(aid)
-                .bind(&conv.id)
-                .execute(&mut *tx)
-                .await?;
+            if let Some(k) = key {
+                stored.insert(k, message.clone());
             }
-            sqlx::query(
-                "UPDATE conversations SET last_seq = ?, status = ?, assignee_id = ?, updated_at = ? WHERE id = ?",
-            )
-            .bind(seq)
-            .bind(&conv.status)
-            .bind(&conv.assignee_id)
-            .bind(&now)
-            .bind(&conv.id)
-            .execute(&mut *tx)
-            .await?;
-            conv.last_seq = seq;
-            conv.updated_at = now;
+            fresh.push((out.len(), m));
             out.push(Ok(Committed {
                 message,
                 conversation: conv.clone(),
                 duplicate: false,
                 reopened,
             }));
+        }
+
+        // Insert the new messages, 500 rows per statement.
+        for chunk in fresh.chunks(500) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO messages (id, conversation_id, seq, client_msg_id, sender_kind, sender_id, \
+                 sender_name, kind, body, attachments, created_at) ",
+            );
+            q.push_values(chunk, |mut row, (i, _)| {
+                let m = &out[*i].as_ref().expect("fresh items are Ok").message;
+                row.push_bind(m.id.clone())
+                    .push_bind(m.conversation_id.clone())
+                    .push_bind(m.seq)
+                    .push_bind(m.client_msg_id.clone())
+                    .push_bind(m.sender_kind.clone())
+                    .push_bind(m.sender_id.clone())
+                    .push_bind(m.sender_name.clone())
+                    .push_bind(m.kind.clone())
+                    .push_bind(m.body.clone())
+                    .push_bind(m.attachments.clone())
+                    .push_bind(m.created_at.clone());
+            });
+            q.build().execute(&mut *tx).await?;
+        }
+        let links: Vec<(String, String, String)> = fresh
+            .iter()
+            .flat_map(|(i, m)| {
+                let msg = &out[*i].as_ref().expect("fresh items are Ok").message;
+                m.attachment_ids
+                    .iter()
+                    .map(|a| (msg.id.clone(), a.clone(), msg.conversation_id.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        for chunk in links.chunks(500) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT OR IGNORE INTO message_attachments (message_id, attachment_id, conversation_id) ",
+            );
+            q.push_values(chunk, |mut row, (m, a, c)| {
+                row.push_bind(m.clone()).push_bind(a.clone()).push_bind(c.clone());
+            });
+            q.build().execute(&mut *tx).await?;
+        }
+
+        // Each touched conversation once, with its final state.
+        for chunk in touched.chunks(500) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "WITH v(id, last_seq, status, assignee_id, updated_at) AS (",
+            );
+            q.push_values(chunk, |mut row, id| {
+                let c = &convs[id];
+                row.push_bind(c.id.clone())
+                    .push_bind(c.last_seq)
+                    .push_bind(c.status.clone())
+                    .push_bind(c.assignee_id.clone())
+                    .push_bind(c.updated_at.clone());
+            });
+            q.push(
+                ") UPDATE conversations SET last_seq = v.last_seq, status = v.status, \
+                 assignee_id = v.assignee_id, updated_at = v.updated_at FROM v WHERE conversations.id = v.id",
+            );
+            q.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(out)
