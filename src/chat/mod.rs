@@ -12,7 +12,7 @@ use crate::auth::Principal;
 use crate::config::Config;
 use crate::error::{AppError, AppResult};
 use crate::hub::{frames, Audience, Hub};
-use crate::store::{Committed, ConversationRecord, NewMessage, Store};
+use crate::store::{Access, Committed, ConversationRecord, NewMessage, Store};
 pub use writer::Writer;
 
 /// What a client asks to send (WebSocket `send` frame or HTTP fallback).
@@ -43,15 +43,20 @@ pub struct Chat {
 /// May `p` see `conv`? Citizens: their own. Agents: their missions' and those assigned
 /// to them. Admins: all. Editors work content, not conversations.
 pub fn can_access(p: &Principal, conv: &ConversationRecord) -> bool {
+    access_of(p).allows(conv)
+}
+
+/// The access rule for `p`, in the form the message writer checks.
+pub fn access_of(p: &Principal) -> Access {
     match p {
-        Principal::Citizen(c) => conv.citizen_id == c.id,
+        Principal::Citizen(c) => Access::Citizen(c.id.clone()),
         Principal::Agent(a) => match a.agent.role.as_str() {
-            "admin" => true,
-            "agent" => {
-                a.missions.contains(&conv.mission_id)
-                    || conv.assignee_id.as_deref() == Some(a.agent.id.as_str())
-            }
-            _ => false,
+            "admin" => Access::All,
+            "agent" => Access::Agent {
+                id: a.agent.id.clone(),
+                missions: a.missions.clone(),
+            },
+            _ => Access::None,
         },
     }
 }
@@ -115,21 +120,6 @@ impl Chat {
         if !is_citizen && !p.works_conversations() {
             return Err(AppError::forbidden("editors cannot write in conversations"));
         }
-        // A resend of a stored message is answered from the database, before any check
-        // that could have changed since (a conversation resolved in between).
-        if let Some(existing) = self.store.message_by_client_id(p.id(), cmid).await? {
-            let conversation = self
-                .store
-                .conversation(&existing.conversation_id)
-                .await?
-                .ok_or_else(|| AppError::not_found("conversation"))?;
-            return Ok(Committed {
-                message: existing,
-                conversation,
-                duplicate: true,
-                reopened: false,
-            });
-        }
         let has_attachments = !input.attachment_ids.is_empty();
         let default_kind = if has_attachments { "image" } else { "text" };
         let kind: &'static str = match input.kind.as_deref().unwrap_or(default_kind) {
@@ -171,13 +161,19 @@ impl Chat {
             return Err(AppError::invalid("body must not contain NUL characters"));
         }
         let (attachments, attachment_ids) = self.own_uploads(p, input.attachment_ids).await?;
-        let conv = match input.conversation_id.as_deref() {
-            Some(id) => self.conversation_for(p, id).await?,
-            None if is_citizen => self.start_conversation(p, None).await?.0,
+        // The writer checks access against the conversation inside its transaction; a
+        // citizen without a conversation gets their open one, or a new one.
+        let conversation_id = match input.conversation_id {
+            Some(id) if uuid::Uuid::parse_str(&id).is_ok() => id,
+            Some(_) => return Err(AppError::not_found("conversation")),
+            None if is_citizen => match self.store.open_conversation_of(p.id()).await? {
+                Some(c) => c.id,
+                None => self.start_conversation(p, None).await?.0.id,
+            },
             None => return Err(AppError::invalid("conversation_id is required")),
         };
         let msg = NewMessage {
-            conversation_id: conv.id,
+            conversation_id,
             client_msg_id: Some(cmid.to_string()),
             sender_kind: if is_citizen { "citizen" } else { "agent" },
             sender_id: Some(p.id().to_string()),
@@ -187,6 +183,7 @@ impl Chat {
             attachments,
             attachment_ids,
             reopen_if_resolved: is_citizen,
+            access: access_of(p),
         };
         let committed = self.writer.commit(msg).await?;
         if committed.reopened {
@@ -283,6 +280,7 @@ impl Chat {
                 attachments: "[]".into(),
                 attachment_ids: vec![],
                 reopen_if_resolved: false,
+                access: Access::All,
             })
             .await
     }

@@ -74,6 +74,34 @@ pub struct MessageRecord {
     pub created_at: String,
 }
 
+/// Who may write into which conversation: checked by the writer against the row it
+/// reads inside the commit transaction, so a transfer that happens meanwhile is honoured
+/// and the send path needs no read of its own.
+#[derive(Clone, Debug)]
+pub enum Access {
+    /// A citizen: their own conversations.
+    Citizen(String),
+    /// An agent: their missions' conversations and those assigned to them.
+    Agent { id: String, missions: Vec<String> },
+    /// Admins, and the system itself: every conversation.
+    All,
+    /// Editors and other roles: none.
+    None,
+}
+
+impl Access {
+    pub fn allows(&self, conv: &ConversationRecord) -> bool {
+        match self {
+            Access::Citizen(id) => conv.citizen_id == *id,
+            Access::Agent { id, missions } => {
+                missions.contains(&conv.mission_id) || conv.assignee_id.as_deref() == Some(id)
+            }
+            Access::All => true,
+            Access::None => false,
+        }
+    }
+}
+
 /// A message waiting to be committed by the group-commit writer.
 #[derive(Clone, Debug)]
 pub struct NewMessage {
@@ -90,6 +118,8 @@ pub struct NewMessage {
     pub attachment_ids: Vec<String>,
     /// A citizen writing into a resolved conversation reopens it.
     pub reopen_if_resolved: bool,
+    /// Checked against the conversation inside the commit.
+    pub access: Access,
 }
 
 /// What committing one [`NewMessage`] produced.

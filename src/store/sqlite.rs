@@ -383,6 +383,20 @@ impl SqliteStore {
         Ok(q.build_query_as().fetch_all(&self.read).await?)
     }
 
+    /// The citizen's newest conversation that is not resolved (a read, no lock).
+    pub async fn open_conversation_of(
+        &self,
+        citizen_id: &str,
+    ) -> AppResult<Option<ConversationRecord>> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations c JOIN citizens z ON z.id = c.citizen_id \
+             WHERE c.citizen_id = ? AND c.status != 'resolved' ORDER BY c.id DESC LIMIT 1"
+        ))
+        .bind(citizen_id)
+        .fetch_optional(&self.read)
+        .await?)
+    }
+
     /// The citizen's newest conversation that is not resolved, else a new one.
     /// Runs under the write lock so two devices sending at once share one conversation.
     pub async fn find_or_create_conversation(
@@ -904,6 +918,10 @@ impl SqliteStore {
                 out.push(Err(AppError::not_found("conversation")));
                 continue;
             };
+            if !m.access.allows(conv) {
+                out.push(Err(AppError::forbidden("this conversation is not yours")));
+                continue;
+            }
             let now = now_str();
             let seq = conv.last_seq + 1;
             let mut reopened = false;
