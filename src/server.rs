@@ -19,9 +19,19 @@ use crate::kb::Kb;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
-/// Everything a handler needs, cheap to clone (all shared behind `Arc`s).
+/// Everything a handler needs: one pointer, so every request and every socket task
+/// holds a single reference rather than a copy of each part.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppParts>);
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
+}
+
+pub struct AppParts {
     pub config: Arc<Config>,
     pub store: Store,
     pub hub: Arc<Hub>,
@@ -92,7 +102,7 @@ impl Server {
             Duration::from_secs(3600.min(config.limits.unreferenced_upload_ttl_secs.max(1))),
             stop_background.clone(),
         );
-        let state = AppState {
+        let state = AppState(Arc::new(AppParts {
             attachments,
             chat: Chat {
                 config: config.clone(),
@@ -109,7 +119,12 @@ impl Server {
             hub,
             metrics,
             identity,
-        };
+        }));
+        state.hub.clone().spawn_heartbeat(
+            Duration::from_secs(config.limits.ping_interval_secs),
+            Duration::from_secs(config.limits.idle_timeout_secs),
+            stop_background.clone(),
+        );
         let indexer = Indexer {
             store: state.store.clone(),
             engine,

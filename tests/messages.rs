@@ -52,7 +52,10 @@ async fn resending_the_same_client_msg_id_returns_the_original_ack() {
 async fn concurrent_resends_of_one_client_msg_id_store_one_message() {
     let app = TestApp::spawn().await;
     let c = app.citizen("Li", Some("BE")).await;
-    let id = app.conversation(&c).await["id"].as_str().unwrap().to_string();
+    let id = app.conversation(&c).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let cmid = uuid();
     let mut tasks = vec![];
     for _ in 0..20 {

@@ -14,13 +14,20 @@ pub mod frames;
 pub mod socket;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
 use tokio::sync::Notify;
 
 use crate::store::ConversationRecord;
+
+/// A fixed-size key for a session hash.
+fn session_key(session: &str) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(session.as_bytes()).into()
+}
 
 /// What a connection listens to.
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
@@ -46,28 +53,36 @@ pub enum Audience {
 /// One live socket as the hub sees it. Kept small: thousands are held idle.
 pub struct Conn {
     pub id: u64,
-    /// SHA-256 of the session token, to close sockets when the session is revoked.
-    pub session: String,
+    /// Digest of the session token's hash, to close sockets when the session is
+    /// revoked (kept inline: no allocation per socket).
+    session: [u8; 32],
     /// Principal id (citizen or agent), to skip echoing typing to its own author.
-    pub principal_id: String,
+    pub principal_id: Box<str>,
     queue: Mutex<VecDeque<Utf8Bytes>>,
     capacity: usize,
-    overflowed: AtomicBool,
-    closing: AtomicBool,
+    /// `OVERFLOWED`, `CLOSING`, `PING_DUE`, `IDLE` bits, set by publishers and the
+    /// heartbeat, read by the connection's task when woken.
+    flags: AtomicU8,
+    /// Milliseconds since the hub started when the client last sent anything.
+    last_seen_ms: AtomicU64,
     wake: Notify,
 }
+
+const OVERFLOWED: u8 = 1;
+const CLOSING: u8 = 2;
+const PING_DUE: u8 = 4;
+const IDLE: u8 = 8;
 
 impl Conn {
     /// Queue a frame; false when the queue was full (the connection is then closing).
     pub fn push(&self, frame: Utf8Bytes) -> bool {
-        if self.overflowed.load(Ordering::Relaxed) {
+        if self.overflowed() {
             return false;
         }
         let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
         if q.len() >= self.capacity {
             drop(q);
-            self.overflowed.store(true, Ordering::Relaxed);
-            self.wake.notify_one();
+            self.raise(OVERFLOWED);
             return false;
         }
         q.push_back(frame);
@@ -84,18 +99,41 @@ impl Conn {
         out
     }
 
+    fn raise(&self, flag: u8) {
+        self.flags.fetch_or(flag, Ordering::Relaxed);
+        self.wake.notify_one();
+    }
+
+    fn has(&self, flag: u8) -> bool {
+        self.flags.load(Ordering::Relaxed) & flag != 0
+    }
+
     pub fn overflowed(&self) -> bool {
-        self.overflowed.load(Ordering::Relaxed)
+        self.has(OVERFLOWED)
     }
 
     /// Ask the connection task to close (shutdown or revoked session).
     pub fn close(&self) {
-        self.closing.store(true, Ordering::Relaxed);
-        self.wake.notify_one();
+        self.raise(CLOSING);
     }
 
     pub fn closing(&self) -> bool {
-        self.closing.load(Ordering::Relaxed)
+        self.has(CLOSING)
+    }
+
+    /// The heartbeat found the client silent for too long.
+    pub fn idle(&self) -> bool {
+        self.has(IDLE)
+    }
+
+    /// Whether a ping is due; clears the request.
+    pub fn take_ping(&self) -> bool {
+        self.flags.fetch_and(!PING_DUE, Ordering::Relaxed) & PING_DUE != 0
+    }
+
+    /// The client sent something (any frame, a pong included).
+    pub fn touch(&self, hub: &Hub) {
+        self.last_seen_ms.store(hub.now_ms(), Ordering::Relaxed);
     }
 
     pub async fn woken(&self) {
@@ -116,6 +154,7 @@ pub struct Hub {
     next_id: AtomicU64,
     queue_capacity: usize,
     shutting_down: AtomicBool,
+    started: Instant,
 }
 
 impl Hub {
@@ -125,7 +164,57 @@ impl Hub {
             next_id: AtomicU64::new(1),
             queue_capacity,
             shutting_down: AtomicBool::new(false),
+            started: Instant::now(),
         }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// One heartbeat for every socket: ask each to ping its client, and close those
+    /// silent for longer than `idle_limit`. A single sweep replaces a timer per socket.
+    pub fn heartbeat(&self, idle_limit: Duration) -> usize {
+        let now = self.now_ms();
+        let limit = idle_limit.as_millis() as u64;
+        let reg = self.registry.read().unwrap_or_else(|p| p.into_inner());
+        let mut idle = 0;
+        for list in reg.topics.values() {
+            for c in list {
+                if now.saturating_sub(c.last_seen_ms.load(Ordering::Relaxed)) >= limit {
+                    if !c.has(IDLE) {
+                        idle += 1;
+                    }
+                    c.raise(IDLE);
+                } else {
+                    c.raise(PING_DUE);
+                }
+            }
+        }
+        idle
+    }
+
+    /// Run [`Hub::heartbeat`] every `every` until `stop`.
+    pub fn spawn_heartbeat(
+        self: Arc<Self>,
+        every: Duration,
+        idle_limit: Duration,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tick.tick() => {
+                        let idle = self.heartbeat(idle_limit);
+                        if idle > 0 {
+                            tracing::debug!(idle, "closing silent sockets");
+                        }
+                    }
+                }
+            }
+        });
     }
 
     /// Register a connection under `topics`. Done *before* the welcome snapshot and the
@@ -133,12 +222,12 @@ impl Hub {
     pub fn subscribe(&self, session: String, principal_id: String, topics: &[Topic]) -> Arc<Conn> {
         let conn = Arc::new(Conn {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            session,
-            principal_id,
+            session: session_key(&session),
+            principal_id: principal_id.into_boxed_str(),
             queue: Mutex::new(VecDeque::new()),
             capacity: self.queue_capacity,
-            overflowed: AtomicBool::new(false),
-            closing: AtomicBool::new(false),
+            flags: AtomicU8::new(0),
+            last_seen_ms: AtomicU64::new(self.now_ms()),
             wake: Notify::new(),
         });
         let mut reg = self.registry.write().unwrap_or_else(|p| p.into_inner());
@@ -239,7 +328,7 @@ impl Hub {
                 continue;
             };
             for c in list {
-                if skip == Some(c.principal_id.as_str()) || seen.contains(&c.id) {
+                if skip == Some(&*c.principal_id) || seen.contains(&c.id) {
                     continue;
                 }
                 seen.push(c.id);
@@ -253,10 +342,11 @@ impl Hub {
 
     /// Close every socket opened with this session (after it was revoked).
     pub fn close_session(&self, session: &str) {
+        let key = session_key(session);
         let reg = self.registry.read().unwrap_or_else(|p| p.into_inner());
         for list in reg.topics.values() {
             for c in list {
-                if c.session == session {
+                if c.session == key {
                     c.close();
                 }
             }

@@ -28,7 +28,7 @@ pub const CLOSE_GOING_AWAY: u16 = 1001;
 
 /// Socket read buffer: small, since most sockets sit idle; it grows for a large frame
 /// while that frame is in flight.
-const READ_BUFFER: usize = 2 * 1024;
+const READ_BUFFER: usize = 512;
 /// Most conversations a `resume` may name.
 const RESUME_MAX: usize = 200;
 /// Messages read per replay query.
@@ -140,12 +140,16 @@ fn snapshot_filter(p: &Principal) -> ConversationFilter {
 struct Registration<'a> {
     state: &'a AppState,
     conn: Arc<Conn>,
-    topics: Vec<Topic>,
+    /// The topics are derived from the principal again at the end rather than kept
+    /// for the socket's whole life.
+    principal: &'a Principal,
 }
 
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
-        self.state.hub.unsubscribe(&self.conn, &self.topics);
+        self.state
+            .hub
+            .unsubscribe(&self.conn, &topics_for(self.principal));
         self.state.metrics.open_sockets.fetch_sub(1, Relaxed);
     }
 }
@@ -167,17 +171,16 @@ async fn serve(mut socket: WebSocket, state: AppState) {
     let Some((principal, session, resume)) = Box::pin(handshake(&mut socket, &state)).await else {
         return;
     };
-    let topics = topics_for(&principal);
     // Subscribe first: whatever is committed from now on is queued for this socket,
     // so nothing falls between the snapshot below and live delivery.
     let conn = state
         .hub
-        .subscribe(session, principal.id().to_string(), &topics);
+        .subscribe(session, principal.id().to_string(), &topics_for(&principal));
     state.metrics.open_sockets.fetch_add(1, Relaxed);
     let reg = Registration {
         state: &state,
         conn,
-        topics,
+        principal: &principal,
     };
     announce_presence(&state, &principal);
     if let Err(e) = Box::pin(welcome_and_replay(&mut socket, &state, &principal, resume)).await {
@@ -275,10 +278,6 @@ impl FrameBudget {
 
 async fn run(socket: &mut WebSocket, state: &AppState, p: &Principal, conn: &Conn) {
     let limits = &state.config.limits;
-    let ping_every = Duration::from_secs(limits.ping_interval_secs);
-    let idle_limit = Duration::from_secs(limits.idle_timeout_secs);
-    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
-    let mut last_seen = Instant::now();
     let mut budget = FrameBudget {
         tokens: limits.frames_per_second as f64,
         per_sec: limits.frames_per_second as f64,
@@ -302,15 +301,23 @@ async fn run(socket: &mut WebSocket, state: &AppState, p: &Principal, conn: &Con
                     }
                     return;
                 }
+                if conn.idle() {
+                    tracing::debug!(principal = %p.id(), "socket silent too long; closing");
+                    close(socket, CLOSE_GOING_AWAY, "idle timeout").await;
+                    return;
+                }
                 for frame in conn.drain() {
                     if socket.send(Message::Text(frame)).await.is_err() {
                         return;
                     }
                 }
+                if conn.take_ping() && socket.send(Message::Ping(Default::default())).await.is_err() {
+                    return;
+                }
             }
             msg = socket.recv() => {
                 let Some(Ok(msg)) = msg else { return };
-                last_seen = Instant::now();
+                conn.touch(&state.hub);
                 match msg {
                     Message::Text(text) => {
                         let reply = Box::pin(handle_text(state, p, &mut budget, &text)).await;
@@ -329,16 +336,6 @@ async fn run(socket: &mut WebSocket, state: &AppState, p: &Principal, conn: &Con
                     }
                     Message::Close(_) => return,
                     Message::Ping(_) | Message::Pong(_) => {}
-                }
-            }
-            _ = ping.tick() => {
-                if last_seen.elapsed() >= idle_limit {
-                    tracing::debug!(principal = %p.id(), "socket silent too long; closing");
-                    close(socket, CLOSE_GOING_AWAY, "idle timeout").await;
-                    return;
-                }
-                if socket.send(Message::Ping(Default::default())).await.is_err() {
-                    return;
                 }
             }
         }

@@ -998,16 +998,17 @@ impl SqliteStore {
                 "INSERT OR IGNORE INTO message_attachments (message_id, attachment_id, conversation_id) ",
             );
             q.push_values(chunk, |mut row, (m, a, c)| {
-                row.push_bind(m.clone()).push_bind(a.clone()).push_bind(c.clone());
+                row.push_bind(m.clone())
+                    .push_bind(a.clone())
+                    .push_bind(c.clone());
             });
             q.build().execute(&mut *tx).await?;
         }
 
         // Each touched conversation once, with its final state.
         for chunk in touched.chunks(500) {
-            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "WITH v(id, last_seq, status, assignee_id, updated_at) AS (",
-            );
+            let mut q: QueryBuilder<Sqlite> =
+                QueryBuilder::new("WITH v(id, last_seq, status, assignee_id, updated_at) AS (");
             q.push_values(chunk, |mut row, id| {
                 let c = &convs[id];
                 row.push_bind(c.id.clone())
