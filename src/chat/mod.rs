@@ -192,10 +192,10 @@ impl Chat {
         if let Principal::Citizen(c) = p {
             if !committed.duplicate && committed.message.kind == "text" {
                 self.kb.suggest(
-                    self.hub.clone(),
-                    committed.conversation.clone(),
-                    committed.message.clone(),
-                    c.locale.clone(),
+                    &self.hub,
+                    &committed.conversation,
+                    &committed.message,
+                    c.locale.as_deref(),
                 );
             }
         }

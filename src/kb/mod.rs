@@ -573,10 +573,10 @@ impl Kb {
     /// never slow the message path.
     pub fn suggest(
         &self,
-        hub: Arc<Hub>,
-        conv: ConversationRecord,
-        message: MessageRecord,
-        locale: Option<String>,
+        hub: &Arc<Hub>,
+        conv: &ConversationRecord,
+        message: &MessageRecord,
+        locale: Option<&str>,
     ) {
         if message.body.trim().chars().count() < 2 {
             return;
@@ -599,6 +599,8 @@ impl Kb {
             return;
         };
         let kb = self.clone();
+        let (hub, conv, message) = (hub.clone(), conv.clone(), message.clone());
+        let locale = locale.map(str::to_string);
         tokio::spawn(async move {
             let _permit = permit;
             let mut req = SearchRequest {
