@@ -357,6 +357,26 @@ async fn citizens_do_not_see_labels() {
     assert!(!again.welcome.to_string().contains("suspected"));
     let (_, list) = app.get("/v1/conversations", Some(&c.token)).await;
     assert!(!list.to_string().contains("suspected"));
+    // Nor in the event when their message reopens a resolved conversation.
+    let (s, _) = app
+        .post(
+            &format!("/v1/conversations/{id}/resolve"),
+            Some(&agent.token),
+        )
+        .await;
+    assert_eq!(s, 200);
+    cws.send_message(Some(&id), &uuid(), "again").await;
+    let mut reopened = None;
+    for f in cws.collect(Duration::from_millis(500)).await {
+        if f["type"] == "conversation" && f["event"] == "reopened" {
+            reopened = Some(f);
+        }
+    }
+    let reopened = reopened.expect("reopened event");
+    assert!(
+        reopened["conversation"].get("labels").is_none(),
+        "{reopened}"
+    );
 }
 
 #[tokio::test]

@@ -68,6 +68,14 @@ async fn run(
     batch_max: usize,
     shutdown: CancellationToken,
 ) {
+    // Publishing and answering run on their own task, in commit order, so the next
+    // batch is committing while the previous one is fanned out.
+    let (done_tx, mut done_rx) = mpsc::channel::<Vec<(Job, AppResult<Committed>)>>(64);
+    let publisher = tokio::spawn(async move {
+        while let Some(done) = done_rx.recv().await {
+            publish(&hub, done);
+        }
+    });
     let mut batch: Vec<Job> = Vec::with_capacity(batch_max);
     loop {
         let first = tokio::select! {
@@ -87,12 +95,21 @@ async fn run(
                 Err(_) => break,
             }
         }
-        commit_batch(&store, &hub, &metrics, &mut batch).await;
+        let done = commit_batch(&store, &metrics, &mut batch).await;
+        if done_tx.send(done).await.is_err() {
+            tracing::error!("message publisher stopped");
+        }
     }
+    drop(done_tx);
+    let _ = publisher.await;
     tracing::info!("message writer stopped; all accepted messages committed");
 }
 
-async fn commit_batch(store: &Store, hub: &Hub, metrics: &Metrics, batch: &mut Vec<Job>) {
+async fn commit_batch(
+    store: &Store,
+    metrics: &Metrics,
+    batch: &mut Vec<Job>,
+) -> Vec<(Job, AppResult<Committed>)> {
     let started = Instant::now();
     let results = {
         let mut conn = store.writer().await;
@@ -124,8 +141,8 @@ async fn commit_batch(store: &Store, hub: &Hub, metrics: &Metrics, batch: &mut V
     metrics
         .commit_seconds
         .observe(now.duration_since(started).as_secs_f64());
-    for (job, result) in batch.drain(..).zip(results) {
-        if let Ok(c) = &result {
+    for (job, result) in batch.iter().zip(&results) {
+        if let Ok(c) = result {
             if c.duplicate {
                 metrics
                     .messages_duplicate
@@ -137,6 +154,17 @@ async fn commit_batch(store: &Store, hub: &Hub, metrics: &Metrics, batch: &mut V
                 metrics
                     .ack_latency
                     .observe(now.duration_since(job.enqueued).as_secs_f64());
+            }
+        }
+    }
+    batch.drain(..).zip(results).collect()
+}
+
+/// Publish each committed message to the hub, then answer its sender.
+fn publish(hub: &Hub, done: Vec<(Job, AppResult<Committed>)>) {
+    for (job, result) in done {
+        if let Ok(c) = &result {
+            if !c.duplicate {
                 let audience = if c.message.kind == "note" {
                     Audience::StaffOnly
                 } else {
@@ -151,8 +179,14 @@ async fn commit_batch(store: &Store, hub: &Hub, metrics: &Metrics, batch: &mut V
                 if c.reopened {
                     hub.publish(
                         &[&c.conversation],
-                        Audience::Everyone,
+                        Audience::StaffOnly,
                         frames::conversation("reopened", &c.conversation),
+                        None,
+                    );
+                    hub.publish(
+                        &[&c.conversation],
+                        Audience::CitizenOnly,
+                        frames::conversation_for_citizen("reopened", &c.conversation),
                         None,
                     );
                 }
