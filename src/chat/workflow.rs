@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use super::{can_access, Chat};
+use super::Chat;
 use crate::auth::Principal;
 use crate::error::{AppError, AppResult};
 use crate::hub::frames;
@@ -643,10 +643,5 @@ impl Chat {
         body.replace("{citizen_name}", &conv.citizen_name)
             .replace("{mission_name}", mission)
             .replace("{agent_name}", p.display_name())
-    }
-
-    /// May `p` see `conv`? (Re-exported for adapters that hold a record already.)
-    pub fn may_see(&self, p: &Principal, conv: &ConversationRecord) -> bool {
-        can_access(p, conv)
     }
 }

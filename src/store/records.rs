@@ -226,12 +226,6 @@ pub struct MessagePage {
     pub include_notes: bool,
 }
 
-#[derive(Clone, Debug, Serialize)]
-pub struct Counts {
-    pub conversations: i64,
-    pub messages: i64,
-}
-
 /// A knowledge-base article as stored.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct ArticleRecord {

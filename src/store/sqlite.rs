@@ -811,20 +811,6 @@ impl SqliteStore {
         Ok(rows)
     }
 
-    pub async fn message_by_client_id(
-        &self,
-        sender_id: &str,
-        client_msg_id: &str,
-    ) -> AppResult<Option<MessageRecord>> {
-        Ok(sqlx::query_as(&format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE sender_id = ? AND client_msg_id = ?"
-        ))
-        .bind(sender_id)
-        .bind(client_msg_id)
-        .fetch_optional(&self.read)
-        .await?)
-    }
-
     /// Commit `batch` in one transaction: one fsync for all of them. Each item gets its
     /// own result; an item that cannot be stored (unknown conversation) does not stop
     /// the others. An `Err` of the whole call means nothing was committed.
@@ -1047,19 +1033,6 @@ impl SqliteStore {
         .execute(&mut *w)
         .await?;
         Ok(())
-    }
-
-    pub async fn counts(&self) -> AppResult<Counts> {
-        let (conversations,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM conversations")
-            .fetch_one(&self.read)
-            .await?;
-        let (messages,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM messages")
-            .fetch_one(&self.read)
-            .await?;
-        Ok(Counts {
-            conversations,
-            messages,
-        })
     }
 }
 
