@@ -826,7 +826,7 @@ impl SqliteStore {
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
 
         // Messages already stored under these senders' client_msg_ids.
-        let mut stored: HashMap<(String, String), MessageRecord> = HashMap::new();
+        let mut rows: Vec<MessageRecord> = Vec::new();
         let keyed: Vec<(&str, &str)> = batch
             .iter()
             .filter_map(|m| Some((m.sender_id.as_deref()?, m.client_msg_id.as_deref()?)))
@@ -848,13 +848,12 @@ impl SqliteStore {
                 sep.push_bind(c.to_string());
             }
             q.push(")");
-            let rows: Vec<MessageRecord> = q.build_query_as().fetch_all(&mut *tx).await?;
-            for m in rows {
-                if let (Some(s), Some(c)) = (&m.sender_id, &m.client_msg_id) {
-                    stored.insert((s.clone(), c.clone()), m);
-                }
-            }
+            rows = q.build_query_as().fetch_all(&mut *tx).await?;
         }
+        let stored: HashMap<(&str, &str), &MessageRecord> = rows
+            .iter()
+            .filter_map(|m| Some(((m.sender_id.as_deref()?, m.client_msg_id.as_deref()?), m)))
+            .collect();
 
         // Every conversation the batch touches, in one query.
         let mut conv_ids: Vec<&str> = batch.iter().map(|m| m.conversation_id.as_str()).collect();
@@ -881,19 +880,25 @@ impl SqliteStore {
         let mut out: Vec<AppResult<Committed>> = Vec::with_capacity(batch.len());
         let mut fresh: Vec<(usize, &NewMessage)> = Vec::new();
         let mut touched: Vec<String> = Vec::new();
+        // Keys committed earlier in this very batch (a quick resend), by position in `out`.
+        let mut earlier: HashMap<(&str, &str), usize> = HashMap::new();
         for m in batch {
-            let key = match (&m.sender_id, &m.client_msg_id) {
-                (Some(s), Some(c)) => Some((s.clone(), c.clone())),
-                _ => None,
-            };
-            if let Some(existing) = key.as_ref().and_then(|k| stored.get(k)) {
-                // Stored earlier, or earlier in this very batch (a quick resend).
+            let key = m.sender_id.as_deref().zip(m.client_msg_id.as_deref());
+            let prior = key.and_then(|k| {
+                stored.get(&k).map(|r| (*r).clone()).or_else(|| {
+                    earlier
+                        .get(&k)
+                        .and_then(|i| out[*i].as_ref().ok())
+                        .map(|c| c.message.clone())
+                })
+            });
+            if let Some(existing) = prior {
                 let Some(conversation) = convs.get(&existing.conversation_id).cloned() else {
                     out.push(Err(AppError::not_found("conversation")));
                     continue;
                 };
                 out.push(Ok(Committed {
-                    message: existing.clone(),
+                    message: existing,
                     conversation,
                     duplicate: true,
                     reopened: false,
@@ -936,7 +941,7 @@ impl SqliteStore {
                 created_at: now,
             };
             if let Some(k) = key {
-                stored.insert(k, message.clone());
+                earlier.insert(k, out.len());
             }
             fresh.push((out.len(), m));
             out.push(Ok(Committed {
@@ -955,17 +960,17 @@ impl SqliteStore {
             );
             q.push_values(chunk, |mut row, (i, _)| {
                 let m = &out[*i].as_ref().expect("fresh items are Ok").message;
-                row.push_bind(m.id.clone())
-                    .push_bind(m.conversation_id.clone())
+                row.push_bind(&m.id)
+                    .push_bind(&m.conversation_id)
                     .push_bind(m.seq)
-                    .push_bind(m.client_msg_id.clone())
-                    .push_bind(m.sender_kind.clone())
-                    .push_bind(m.sender_id.clone())
-                    .push_bind(m.sender_name.clone())
-                    .push_bind(m.kind.clone())
-                    .push_bind(m.body.clone())
-                    .push_bind(m.attachments.clone())
-                    .push_bind(m.created_at.clone());
+                    .push_bind(&m.client_msg_id)
+                    .push_bind(&m.sender_kind)
+                    .push_bind(&m.sender_id)
+                    .push_bind(&m.sender_name)
+                    .push_bind(&m.kind)
+                    .push_bind(&m.body)
+                    .push_bind(&m.attachments)
+                    .push_bind(&m.created_at);
             });
             q.build().execute(&mut *tx).await?;
         }
