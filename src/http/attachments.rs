@@ -140,9 +140,7 @@ async fn original(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> AppResult<Response> {
-    let a = state.attachments.readable(&auth.principal, &id).await?;
-    let name = format!("{}.{}", a.id, ext(&a.content_type));
-    serve_blob(&state, &a.sha256, &a.content_type, name, &headers)
+    serve_attachment(&state, &auth, &id, &headers, false).await
 }
 
 async fn thumb(
@@ -151,13 +149,23 @@ async fn thumb(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> AppResult<Response> {
-    let a = state.attachments.readable(&auth.principal, &id).await?;
-    let name = format!("{}-thumb.{}", a.id, ext(&a.thumb_content_type));
-    serve_blob(
-        &state,
-        &a.thumb_sha256,
-        &a.thumb_content_type,
-        name,
-        &headers,
-    )
+    serve_attachment(&state, &auth, &id, &headers, true).await
+}
+
+/// The image or its thumbnail, when the caller may read the attachment.
+async fn serve_attachment(
+    state: &AppState,
+    auth: &Auth,
+    id: &str,
+    headers: &HeaderMap,
+    thumb: bool,
+) -> AppResult<Response> {
+    let a = state.attachments.readable(&auth.principal, id).await?;
+    let (sha, content_type, suffix) = if thumb {
+        (&a.thumb_sha256, &a.thumb_content_type, "-thumb")
+    } else {
+        (&a.sha256, &a.content_type, "")
+    };
+    let name = format!("{}{suffix}.{}", a.id, ext(content_type));
+    serve_blob(state, sha, content_type, name, headers)
 }
