@@ -35,8 +35,10 @@ async fn app_with_kb() -> TestApp {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    // Imported by another process while the server runs: searchable within a second or two.
-    wait_for_hit(&app, "/v1/kb/search?q=12308", "hotline-12308").await;
+    // Imported by another process while the server runs: searchable within a second or
+    // two. The index applies the queue in order, so once the last file imported
+    // (zh-CN/visa-policy-us.md) is found, every article is.
+    wait_for_hit(&app, "/v1/kb/search?q=EVUS&locale=zh-CN", "visa-policy-us").await;
     app
 }
 
@@ -294,14 +296,14 @@ async fn editor_api_drafts_versions_restore_and_xss() {
     assert!(p["published_at"].is_string());
     wait_for_hit(&app, "/v1/kb/search?q=visa+arrival", "visa-on-arrival").await;
     let r = app
-        .http
-        .put(app.url(&format!("/v1/kb/articles/{id}")))
-        .bearer_auth(&editor.token)
-        .json(&json!({"title": "Visa on arrival (updated)"}))
-        .send()
-        .await
-        .unwrap();
-    let (s, u) = into_pair(r).await;
+        .request(
+            reqwest::Method::PUT,
+            &format!("/v1/kb/articles/{id}"),
+            Some(&editor.token),
+            Some(&json!({"title": "Visa on arrival (updated)"})),
+        )
+        .await;
+    let (s, u) = r;
     assert_eq!((s, u["version"].as_i64()), (200, Some(3)));
     let (s, v) = app
         .get(
@@ -337,13 +339,14 @@ async fn editor_api_drafts_versions_restore_and_xss() {
     )
     .await;
     let r = app
-        .http
-        .delete(app.url(&format!("/v1/kb/articles/{id}")))
-        .bearer_auth(&editor.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/v1/kb/articles/{id}"),
+            Some(&editor.token),
+            None,
+        )
+        .await;
+    assert_eq!(r.0, 204);
     assert_eq!(
         app.get("/v1/kb/articles/visa-on-arrival", None).await.0,
         404
