@@ -48,25 +48,25 @@ async fn auto_assignment_respects_capacity_and_online_state() {
     let admin = app.staff("admin@test.example", "mfa", "admin").await;
     for (who, cap) in [(&busy, 1), (&free, 2)] {
         let r = app
-            .http
-            .patch(app.url(&format!("/v1/agents/{}", who.id)))
-            .bearer_auth(&admin.token)
-            .json(&json!({"capacity": cap}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
+            .request(
+                reqwest::Method::PATCH,
+                &format!("/v1/agents/{}", who.id),
+                Some(&admin.token),
+                Some(&json!({"capacity": cap})),
+            )
+            .await;
+        assert_eq!(r.0, 200);
     }
     // Only admins change capacity.
     let r = app
-        .http
-        .patch(app.url(&format!("/v1/agents/{}", free.id)))
-        .bearer_auth(&free.token)
-        .json(&json!({"capacity": 50}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 403);
+        .request(
+            reqwest::Method::PATCH,
+            &format!("/v1/agents/{}", free.id),
+            Some(&free.token),
+            Some(&json!({"capacity": 50})),
+        )
+        .await;
+    assert_eq!(r.0, 403);
     let _busy_ws = app.ws(&busy.token).await;
     let mut free_ws = app.ws(&free.token).await;
 
@@ -152,14 +152,14 @@ async fn a_queued_conversation_goes_to_the_agent_who_comes_online() {
     assert_eq!(get_conv(&app, &c.token, &id).await["status"], "open");
     // Away agents take nothing even when connected.
     let r = app
-        .http
-        .put(app.url("/v1/agent/presence"))
-        .bearer_auth(&agent.token)
-        .json(&json!({"status": "away"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+        .request(
+            reqwest::Method::PUT,
+            "/v1/agent/presence",
+            Some(&agent.token),
+            Some(&json!({"status": "away"})),
+        )
+        .await;
+    assert_eq!(r.0, 200);
     let mut ws = app.ws(&agent.token).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(get_conv(&app, &c.token, &id).await["status"], "open");
@@ -311,14 +311,14 @@ async fn manual_claim_priority_queue_and_labels() {
         .await;
     assert_eq!(f["conversations"].as_array().unwrap().len(), 1);
     let r = app
-        .http
-        .delete(app.url(&format!("/v1/conversations/{}/labels", ids[0])))
-        .bearer_auth(&agent.token)
-        .json(&json!({"labels": ["fraud-risk"]}))
-        .send()
-        .await
-        .unwrap();
-    let (s, c) = into_pair(r).await;
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/v1/conversations/{}/labels", ids[0]),
+            Some(&agent.token),
+            Some(&json!({"labels": ["fraud-risk"]})),
+        )
+        .await;
+    let (s, c) = r;
     assert_eq!((s, c["labels"].clone()), (200, json!(["passport"])));
     let (s, _) = app
         .post_json(
@@ -421,30 +421,32 @@ async fn canned_responses_fill_placeholders_and_stay_in_their_mission() {
         "您好 王芳，这里是Embassy in Belgium，我是be@test.example。"
     );
     let r = app
-        .http
-        .put(app.url(&format!("/v1/canned-responses/{cr_id}")))
-        .bearer_auth(&be.token)
-        .json(&json!({"body": "Hello {citizen_name}"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+        .request(
+            reqwest::Method::PUT,
+            &format!("/v1/canned-responses/{cr_id}"),
+            Some(&be.token),
+            Some(&json!({"body": "Hello {citizen_name}"})),
+        )
+        .await;
+    assert_eq!(r.0, 200);
     let r = app
-        .http
-        .delete(app.url(&format!("/v1/canned-responses/{cr_id}")))
-        .bearer_auth(&et.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 403);
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/v1/canned-responses/{cr_id}"),
+            Some(&et.token),
+            None,
+        )
+        .await;
+    assert_eq!(r.0, 403);
     let r = app
-        .http
-        .delete(app.url(&format!("/v1/canned-responses/{cr_id}")))
-        .bearer_auth(&be.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/v1/canned-responses/{cr_id}"),
+            Some(&be.token),
+            None,
+        )
+        .await;
+    assert_eq!(r.0, 204);
     // Citizens have no access at all.
     assert_eq!(app.get("/v1/canned-responses", Some(&c.token)).await.0, 403);
 }

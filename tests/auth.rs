@@ -63,13 +63,14 @@ async fn staff_sign_in_and_revocation() {
         .await;
     let second = second["token"].as_str().unwrap().to_string();
     let r = app
-        .http
-        .delete(app.url("/v1/agent/sessions"))
-        .bearer_auth(&agent.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+        .request(
+            reqwest::Method::DELETE,
+            "/v1/agent/sessions",
+            Some(&agent.token),
+            None,
+        )
+        .await;
+    assert_eq!(r.0, 204);
     assert_eq!(
         app.get("/v1/conversations", Some(&agent.token)).await.0,
         401

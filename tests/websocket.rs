@@ -40,13 +40,14 @@ async fn a_bad_token_or_a_missing_hello_closes_with_4401() {
     let agent = app.staff("be@test.example", "be", "agent").await;
     let mut live = app.ws(&agent.token).await;
     let r = app
-        .http
-        .delete(app.url("/v1/agent/sessions"))
-        .bearer_auth(&agent.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+        .request(
+            reqwest::Method::DELETE,
+            "/v1/agent/sessions",
+            Some(&agent.token),
+            None,
+        )
+        .await;
+    assert_eq!(r.0, 204);
     assert_eq!(live.closed(Duration::from_secs(5)).await, Some(4401));
     assert_eq!(
         app.get("/v1/conversations", Some(&agent.token)).await.0,

@@ -236,6 +236,24 @@ impl TestApp {
         into_pair(req.send().await.unwrap()).await
     }
 
+    /// Any method, with an optional JSON body.
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        into_pair(req.send().await.unwrap()).await
+    }
+
     /// Start (or fetch) the citizen's conversation.
     pub async fn conversation(&self, c: &Citizen) -> Value {
         let r = self
