@@ -119,6 +119,30 @@ fn default_timezone() -> String {
     "UTC".into()
 }
 
+impl Default for Mission {
+    fn default() -> Self {
+        Mission {
+            id: String::new(),
+            name: String::new(),
+            countries: vec![],
+            timezone: default_timezone(),
+        }
+    }
+}
+
+/// A subscriber to domain events, delivered through the outbox with Standard Webhooks
+/// signatures.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+pub struct Webhook {
+    /// Stable name; deliveries are recorded against it.
+    pub name: String,
+    pub url: String,
+    /// `whsec_<base64>`: the signing key.
+    pub secret: Secret,
+    /// Event types (`conversation.created`, `message.created`, ...), or `*`.
+    pub events: Vec<String>,
+}
+
 /// Limits that protect the server and other users from one client.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default)]
@@ -211,19 +235,12 @@ impl Default for Sessions {
 }
 
 /// Knowledge-base settings.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(default)]
 pub struct KbSettings {
-    /// Search synonyms (groups of equivalent words across languages); missing = none.
+    /// Extra search synonyms (groups of equivalent words across languages) added to
+    /// the ones shipped in the binary; empty = none.
     pub synonyms_file: PathBuf,
-}
-
-impl Default for KbSettings {
-    fn default() -> Self {
-        KbSettings {
-            synonyms_file: PathBuf::from("knowledge-base/synonyms.toml"),
-        }
-    }
 }
 
 /// The whole configuration of one Lingshi process.
@@ -242,6 +259,7 @@ pub struct Config {
     pub identity: Identity,
     pub sessions: Sessions,
     pub kb: KbSettings,
+    pub webhooks: Vec<Webhook>,
 }
 
 impl Default for Config {
@@ -262,6 +280,7 @@ impl Default for Config {
             identity: Identity::default(),
             sessions: Sessions::default(),
             kb: KbSettings::default(),
+            webhooks: vec![],
         }
     }
 }
@@ -373,6 +392,36 @@ impl Config {
         {
             return bad("limits: every limit must be positive, frame_max_bytes at least 1024, and idle_timeout_secs larger than ping_interval_secs".into());
         }
+        let mut names = Vec::new();
+        for w in &self.webhooks {
+            if w.name.is_empty()
+                || !w
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return bad(format!(
+                    "webhook name {:?} must be letters, digits, '-' or '_'",
+                    w.name
+                ));
+            }
+            if names.contains(&&w.name) {
+                return bad(format!("webhook {:?} is configured twice", w.name));
+            }
+            names.push(&w.name);
+            if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+                return bad(format!(
+                    "webhook {:?}: url must be http:// or https://",
+                    w.name
+                ));
+            }
+            if signing_key(&w.secret).is_none() {
+                return bad(format!(
+                    "webhook {:?}: secret must be whsec_ followed by base64",
+                    w.name
+                ));
+            }
+        }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return bad(format!(
                 "log_format {:?} must be \"text\" or \"json\"",
@@ -401,6 +450,14 @@ impl Config {
             .or_else(|| self.mission(&self.default_mission))
             .expect("default mission validated at load")
     }
+}
+
+/// The HMAC key of a Standard Webhooks secret (`whsec_<base64>`).
+pub fn signing_key(secret: &Secret) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let b64 = secret.expose().strip_prefix("whsec_")?;
+    let key = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+    (!key.is_empty()).then_some(key)
 }
 
 /// ISO 3166-1 alpha-2 shape: two ASCII uppercase letters.
