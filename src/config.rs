@@ -177,6 +177,23 @@ pub struct Limits {
     pub image_max_pixels: u64,
     /// Uploads that no message references are removed after this long.
     pub unreferenced_upload_ttl_secs: u64,
+    /// Uploads one person may make per minute.
+    pub uploads_per_minute: u32,
+    /// Upload bytes one client address may send per hour.
+    pub upload_bytes_per_address_per_hour: u64,
+    /// Bytes of uploads one person may hold that no message uses yet.
+    pub unreferenced_upload_bytes_per_person: u64,
+    /// Bytes of uploads no message uses, for everyone together; beyond it uploads wait.
+    pub unreferenced_upload_bytes_max: u64,
+    /// Seconds a connection has to send a request's headers (also closes idle
+    /// keep-alive connections and clients trickling headers).
+    pub http_header_timeout_secs: u64,
+    /// Seconds a request (body included) may take; uploads get four times this.
+    pub http_request_timeout_secs: u64,
+    /// Connections one client address may hold at once.
+    pub connections_per_address: usize,
+    /// Connections in all; 0 = as many as the open-file limit allows, minus a reserve.
+    pub connections_max: usize,
 }
 
 impl Default for Limits {
@@ -196,6 +213,14 @@ impl Default for Limits {
             image_max_bytes: 10 * 1024 * 1024,
             image_max_pixels: 40_000_000,
             unreferenced_upload_ttl_secs: 24 * 3600,
+            uploads_per_minute: 10,
+            upload_bytes_per_address_per_hour: 200 * 1024 * 1024,
+            unreferenced_upload_bytes_per_person: 50 * 1024 * 1024,
+            unreferenced_upload_bytes_max: 2 * 1024 * 1024 * 1024,
+            http_header_timeout_secs: 10,
+            http_request_timeout_secs: 30,
+            connections_per_address: 1024,
+            connections_max: 0,
         }
     }
 }
@@ -389,6 +414,11 @@ impl Config {
             || l.unreferenced_upload_ttl_secs == 0
             || l.ping_interval_secs == 0
             || l.idle_timeout_secs <= l.ping_interval_secs
+            || l.http_header_timeout_secs == 0
+            || l.http_request_timeout_secs == 0
+            || l.connections_per_address == 0
+            || l.uploads_per_minute == 0
+            || l.upload_bytes_per_address_per_hour == 0
         {
             return bad("limits: every limit must be positive, frame_max_bytes at least 1024, and idle_timeout_secs larger than ping_interval_secs".into());
         }

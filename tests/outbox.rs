@@ -96,7 +96,8 @@ async fn start_receiver(r: Receiver) -> SocketAddr {
 }
 
 fn config_with_webhook(dir: &std::path::Path, receiver: SocketAddr) -> std::path::PathBuf {
-    let config = test_config(&dir.join("data"));
+    let mut config = test_config(&dir.join("data"));
+    config.limits.frames_per_second = 10_000;
     let file = write_config_file(dir, &config);
     let mut text = std::fs::read_to_string(&file).unwrap();
     text.push_str(&format!(

@@ -130,6 +130,15 @@ impl Domain {
         if !p.is_citizen() && !p.works_conversations() {
             return Err(AppError::forbidden("editors cannot write in conversations"));
         }
+        self.limits.sends.take(&p.id(), 1.0).map_err(|wait| {
+            super::limits::limited(
+                &format!(
+                    "more than {} messages per second; slow down",
+                    self.config.limits.frames_per_second
+                ),
+                wait,
+            )
+        })?;
         let has_attachments = !input.attachment_ids.is_empty();
         let kind = match input.kind.as_deref() {
             None if has_attachments => MessageKind::Image,

@@ -11,6 +11,7 @@ pub mod conversations;
 pub mod events;
 pub mod identity;
 pub mod kb;
+pub mod limits;
 pub mod model;
 pub mod outbox;
 pub mod planner;
@@ -62,7 +63,7 @@ pub struct Inner {
     pub kb: kb::KbState,
     pub attachments: attachments::AttachmentState,
     pub identity: identity::IdentityVerifier,
-    pub session_limiter: sessions::RateLimiter,
+    pub limits: limits::Limiters,
     /// Woken when rows are written to the outbox.
     pub outbox_wake: Arc<Notify>,
 }

@@ -114,6 +114,8 @@ pub trait WorkflowStore: Send + Sync {
 pub trait AttachmentStore: Send + Sync {
     async fn insert_attachment(&self, a: &Attachment) -> AppResult<()>;
     async fn attachment(&self, id: AttachmentId) -> AppResult<Option<Attachment>>;
+    /// Bytes of uploads that no message references, of one uploader or of everyone.
+    async fn unreferenced_upload_bytes(&self, uploader: Option<PersonId>) -> AppResult<i64>;
     /// Conversations whose messages hold the attachment.
     async fn attachment_conversations(&self, id: AttachmentId) -> AppResult<Vec<ConversationId>>;
     /// Delete uploads older than `cutoff` that no message references; returns the file

@@ -7,6 +7,7 @@ mod attachments;
 mod conversations;
 pub mod error;
 mod kb;
+pub mod listener;
 mod ops;
 mod sessions;
 mod staff;
@@ -42,6 +43,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.config.limits.http_request_timeout_secs,
+            request_deadline,
+        ))
         .layer(axum::middleware::from_fn(security_headers))
         .layer(CatchPanicLayer::custom(|_| {
             tracing::error!("handler panicked");
@@ -69,6 +74,25 @@ async fn security_headers(req: Request, next: Next) -> Response {
             .or_insert(HeaderValue::from_static("no-store"));
     }
     resp
+}
+
+/// A request, body included, must complete within the limit (uploads get longer): a
+/// client trickling its body cannot hold a connection and a handler forever.
+async fn request_deadline(
+    axum::extract::State(secs): axum::extract::State<u64>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let upload = req.uri().path() == "/v1/attachments";
+    let limit = std::time::Duration::from_secs(if upload { secs * 4 } else { secs });
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => AppError::Timeout(format!(
+            "the request took longer than {} s",
+            limit.as_secs()
+        ))
+        .into_response(),
+    }
 }
 
 async fn not_found() -> AppError {
