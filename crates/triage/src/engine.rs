@@ -127,6 +127,9 @@ struct Damp {
     marker: (u32, u32),
 }
 
+/// Evidence is summed per category, kind and whether it only strengthens.
+type KindKey<'r> = (Category, &'r str, bool);
+
 /// The best occurrence of one pattern slot: factor, urgent factor, where, and why.
 type SlotBest = Option<(f32, f32, Hit, Option<Damp>)>;
 
@@ -147,15 +150,19 @@ impl Segments {
 }
 
 /// One piece of evidence after modifiers.
-struct Contribution {
+struct Contribution<'r> {
     category: Category,
-    kind_key: String,
+    kind: &'r str,
+    detail: &'r str,
     weight: f32,
     urgent: f32,
     boost: bool,
-    reason: Reason,
-    damp: Option<(Reason, f32)>,
-    notes: Vec<usize>,
+    /// Undamped weight, to rank the reasons that explain a discount.
+    base: f32,
+    span: (u32, u32),
+    /// Further spans of a pattern's other slots.
+    more: Vec<(u32, u32)>,
+    damp: Option<Damp>,
     key: (u8, u32, u32),
 }
 
@@ -658,50 +665,84 @@ impl Engine {
                     .any(|x| x.id == m.id && x.s <= m.s && m.e <= x.e && (x.e - x.s) > (m.e - m.s))
             });
         }
-        let present: HashSet<&str> = sig
+        let mut present: Vec<&str> = sig
             .iter()
             .map(|h| self.signals[h.id as usize].kind.as_str())
             .collect();
+        present.sort_unstable();
+        present.dedup();
         let enabled: Vec<bool> = self
             .modifiers
             .iter()
-            .map(|m| !m.cancelled_by.iter().any(|k| present.contains(k.as_str())))
+            .map(|m| !m.cancelled_by.iter().any(|k| present.contains(&k.as_str())))
             .collect();
+        // Markers of disabled modifiers are dropped; markers that reach the whole message
+        // from anywhere are kept once per modifier; the others are sorted by position so
+        // that a signal only looks at the markers of its own sentence.
+        let mut local: Vec<Mark> = Vec::new();
+        let mut global: Vec<Mark> = Vec::new();
+        let mut seen_global = 0u64;
+        for m in &marks {
+            if !enabled[m.id as usize] {
+                continue;
+            }
+            let md = &self.modifiers[m.id as usize];
+            let mark = Mark {
+                id: m.id,
+                s: m.s,
+                e: m.e,
+                clause: seg.id(Scope::Clause, m.s),
+                sentence: seg.id(Scope::Sentence, m.s),
+            };
+            if md.scope == Scope::Message {
+                let anywhere = md.position == Position::Either
+                    && md.window.is_none()
+                    && !md.requires_after
+                    && !md.not_if_followed;
+                if anywhere {
+                    if seen_global & (1u64 << m.id) != 0 {
+                        continue;
+                    }
+                    seen_global |= 1u64 << m.id;
+                }
+                global.push(mark);
+            } else {
+                local.push(mark);
+            }
+        }
+        local.sort_by_key(|m| m.s);
+        let present_mods = local
+            .iter()
+            .chain(global.iter())
+            .fold(0u64, |acc, m| acc | (1u64 << m.id));
         let ctx = Ctx {
+            present: present_mods,
             engine: self,
             n: &n,
             seg: &seg,
-            marks: &marks,
+            local: &local,
+            global: &global,
             req: &req,
             nif: &nif,
-            enabled: &enabled,
         };
 
         // 4. Signals after modifiers.
-        let mut contribs: Vec<Contribution> = Vec::new();
+        let mut contribs: Vec<Contribution> = Vec::with_capacity(sig.len() + 4);
         for h in &sig {
             let s = &self.signals[h.id as usize];
             let d = ctx.damp(h.s, h.e, s.modifiers);
             let (f, uf) = d.map_or((1.0, 1.0), |d| (d.factor, d.urgent_factor));
-            let quote = quote(text, &n, h.s, h.e);
             contribs.push(Contribution {
                 category: s.category,
-                kind_key: s.kind.clone(),
+                kind: &s.kind,
+                detail: &s.detail,
                 weight: s.weight * f,
                 urgent: s.urgent * uf,
                 boost: s.boost,
-                reason: Reason {
-                    kind: s.kind.clone(),
-                    matched: quote.clone(),
-                    detail: s.detail.clone(),
-                },
-                damp: d.map(|d| {
-                    (
-                        ctx.damp_reason(text, &s.kind, &quote, d),
-                        s.weight.max(s.urgent),
-                    )
-                }),
-                notes: n.notes_in(h.s as usize, h.e as usize),
+                base: s.weight.max(s.urgent),
+                span: (h.s, h.e),
+                more: Vec::new(),
+                damp: d,
                 key: (0, h.id, h.entry),
             });
         }
@@ -734,50 +775,31 @@ impl Engine {
                 }
             }
             let Some((_, sid)) = chosen else { continue };
-            let row = &best[&sid];
-            let cells: Vec<&(f32, f32, Hit, Option<Damp>)> = row.iter().flatten().collect();
+            let cells: Vec<&(f32, f32, Hit, Option<Damp>)> = best[&sid].iter().flatten().collect();
             let weakest = cells
                 .iter()
                 .min_by(|a, b| a.0.total_cmp(&b.0))
                 .copied()
                 .copied();
-            let mut sorted: Vec<&Hit> = cells.iter().map(|c| &c.2).collect();
-            sorted.sort_by_key(|h| h.s);
-            let mut quoted: Vec<String> = Vec::new();
-            let mut notes = Vec::new();
-            for h in &sorted {
-                let q = quote(text, &n, h.s, h.e);
-                if !quoted.contains(&q) {
-                    quoted.push(q);
-                }
-                notes.extend(n.notes_in(h.s as usize, h.e as usize));
-            }
+            let mut spans: Vec<(u32, u32)> = cells.iter().map(|c| (c.2.s, c.2.e)).collect();
+            spans.sort_unstable();
+            spans.dedup();
             let (f, uf, damp) = match weakest {
-                Some((f, _, _, d)) => {
-                    let uf = cells.iter().map(|c| c.1).fold(1.0f32, f32::min);
-                    (f, uf, d)
-                }
+                Some((f, _, _, d)) => (f, cells.iter().map(|c| c.1).fold(1.0f32, f32::min), d),
                 None => (1.0, 1.0, None),
             };
-            let matched = quoted.join(" … ");
+            let first = spans.remove(0);
             contribs.push(Contribution {
                 category: p.category,
-                kind_key: p.kind.clone(),
+                kind: &p.kind,
+                detail: &p.detail,
                 weight: p.weight * f,
                 urgent: p.urgent * uf,
                 boost: false,
-                reason: Reason {
-                    kind: p.kind.clone(),
-                    matched: matched.clone(),
-                    detail: p.detail.clone(),
-                },
-                damp: damp.map(|d| {
-                    (
-                        ctx.damp_reason(text, &p.kind, &matched, d),
-                        p.weight.max(p.urgent),
-                    )
-                }),
-                notes,
+                base: p.weight.max(p.urgent),
+                span: first,
+                more: spans,
+                damp,
                 key: (1, pi as u32, 0),
             });
         }
@@ -785,23 +807,45 @@ impl Engine {
         self.decide(text, &n, contribs)
     }
 
-    fn decide(&self, _text: &str, n: &Normalised, mut contribs: Vec<Contribution>) -> Assessment {
+    fn damp_reason(&self, text: &str, n: &Normalised, kind: &str, signal: &str, d: Damp) -> Reason {
+        let m = &self.modifiers[d.modifier as usize];
+        let marker = quote(text, n, d.marker.0, d.marker.1);
+        let detail = m
+            .detail
+            .replace("{kind}", kind)
+            .replace("{signal}", signal)
+            .replace("{marker}", &marker);
+        Reason {
+            kind: m.kind.clone(),
+            matched: marker,
+            detail,
+        }
+    }
+
+    fn decide(&self, text: &str, n: &Normalised, mut contribs: Vec<Contribution>) -> Assessment {
         // The same term (or pattern) counts once: keep its strongest occurrence.
         contribs.sort_by(|a, b| a.key.cmp(&b.key).then(b.weight.total_cmp(&a.weight)));
         contribs.dedup_by(|a, b| a.key == b.key);
 
         // Per category and kind: strongest piece in full, then halves, quarters, ...
-        let mut per_kind: HashMap<(Category, &str, bool), Vec<f32>> = HashMap::new();
-        let mut spill: HashMap<&str, Vec<f32>> = HashMap::new();
+        // A handful of kinds per message: linear search beats hashing.
+        fn bucket<K: PartialEq>(v: &mut Vec<(K, Vec<f32>)>, key: K) -> &mut Vec<f32> {
+            match v.iter().position(|(k, _)| *k == key) {
+                Some(i) => &mut v[i].1,
+                None => {
+                    v.push((key, Vec::new()));
+                    &mut v.last_mut().expect("just pushed").1
+                }
+            }
+        }
+        let mut per_kind: Vec<(KindKey, Vec<f32>)> = Vec::new();
+        let mut spill: Vec<(&str, Vec<f32>)> = Vec::new();
         for c in &contribs {
             if c.weight > 0.0 {
-                per_kind
-                    .entry((c.category, c.kind_key.as_str(), c.boost))
-                    .or_default()
-                    .push(c.weight);
+                bucket(&mut per_kind, (c.category, c.kind, c.boost)).push(c.weight);
             }
             if c.urgent > 0.0 {
-                spill.entry(c.kind_key.as_str()).or_default().push(c.urgent);
+                bucket(&mut spill, c.kind).push(c.urgent);
             }
         }
         let dimin = |v: &mut Vec<f32>| -> f32 {
@@ -829,7 +873,7 @@ impl Engine {
         }
         let boost_open =
             |cat: Category| base[cat as usize] >= self.boost_needs && base[cat as usize] > 0.0;
-        for v in spill.values_mut() {
+        for (_, v) in spill.iter_mut() {
             total[Category::Urgent as usize] += dimin(v);
         }
         let e = total[Category::Emergency as usize] / self.t_emergency;
@@ -884,25 +928,49 @@ impl Engine {
         };
 
         // Reasons: what counted (strongest first, the chosen category first), then what
-        // was discounted and why, then the spellings that were read differently.
-        let mut ranked: Vec<(f32, Reason)> = Vec::new();
-        let mut note_ids: Vec<usize> = Vec::new();
-        for c in &contribs {
+        // was discounted and why, then the spellings that were read differently. Text is
+        // only built for the reasons that are kept.
+        let mut ranked: Vec<(f32, usize, bool)> = Vec::new();
+        for (i, c) in contribs.iter().enumerate() {
             let counted_main = c.weight > 0.001 && (!c.boost || boost_open(c.category));
-            let counted = counted_main || c.urgent > 0.001;
-            if counted {
+            if counted_main || c.urgent > 0.001 {
                 let eff = if counted_main { c.weight } else { c.urgent };
                 let bonus = if c.category == category { 10.0 } else { 0.0 };
-                ranked.push((bonus + eff, c.reason.clone()));
-                note_ids.extend(c.notes.iter().copied());
+                ranked.push((bonus + eff, i, false));
             }
-            if let Some((r, w)) = &c.damp {
-                ranked.push((w * 0.5, r.clone()));
+            if c.damp.is_some() {
+                ranked.push((c.base * 0.5, i, true));
             }
         }
-        ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
+        ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         let mut reasons: Vec<Reason> = Vec::new();
-        for (_, r) in ranked {
+        let mut note_ids: Vec<usize> = Vec::new();
+        for &(_, i, is_damp) in &ranked {
+            if reasons.len() >= self.max_reasons {
+                break;
+            }
+            let c = &contribs[i];
+            let mut matched = quote(text, n, c.span.0, c.span.1);
+            for &(s, e) in &c.more {
+                let q = quote(text, n, s, e);
+                if !matched.split(" … ").any(|p| p == q) {
+                    matched.push_str(" … ");
+                    matched.push_str(&q);
+                }
+            }
+            let r = match (is_damp, c.damp) {
+                (true, Some(d)) => self.damp_reason(text, n, c.kind, &matched, d),
+                _ => {
+                    for &(s, e) in std::iter::once(&c.span).chain(&c.more) {
+                        note_ids.extend(n.notes_in(s as usize, e as usize));
+                    }
+                    Reason {
+                        kind: c.kind.to_string(),
+                        matched: cut(&matched).trim_end_matches([' ', '…']).to_string(),
+                        detail: c.detail.to_string(),
+                    }
+                }
+            };
             if !reasons.contains(&r) {
                 reasons.push(r);
             }
@@ -911,7 +979,7 @@ impl Engine {
         note_ids.dedup();
         for id in note_ids {
             let note = &n.notes[id];
-            let matched = cut(&_text[note.orig_start..note.orig_end]);
+            let matched = cut(&text[note.orig_start..note.orig_end]);
             let (kind, verb) = match note.kind {
                 NoteKind::Typo => ("typo", "read as"),
                 NoteKind::Pinyin => ("pinyin", "typed pinyin read as"),
@@ -939,32 +1007,61 @@ struct Ctx<'a> {
     engine: &'a Engine,
     n: &'a Normalised,
     seg: &'a Segments,
-    marks: &'a [Hit],
+    /// Clause- and sentence-scoped markers, by position.
+    local: &'a [Mark],
+    /// Message-scoped markers.
+    global: &'a [Mark],
     req: &'a [Hit],
     nif: &'a [Hit],
-    enabled: &'a [bool],
+    /// Modifier blocks with at least one marker in the message.
+    present: u64,
+}
+
+/// A modifier marker with the clause and sentence it stands in.
+#[derive(Clone, Copy, Debug)]
+struct Mark {
+    id: u32,
+    s: u32,
+    e: u32,
+    clause: usize,
+    sentence: usize,
 }
 
 impl Ctx<'_> {
     /// The strongest modifier reaching the span `[s, e)` among those in `mask`.
     fn damp(&self, s: u32, e: u32, mask: u64) -> Option<Damp> {
+        if mask & self.present == 0 {
+            return None;
+        }
+        let clause = self.seg.id(Scope::Clause, s);
+        let sentence = self.seg.id(Scope::Sentence, s);
+        let ends = &self.seg.sentence_ends;
+        let from = if sentence == 0 { 0 } else { ends[sentence - 1] };
+        let to = ends.get(sentence).copied().unwrap_or(u32::MAX);
+        let lo = self.local.partition_point(|m| m.s < from);
+        let hi = self.local.partition_point(|m| m.s < to);
         let mut best: Option<Damp> = None;
-        for mk in self.marks {
-            if mask & (1u64 << mk.id) == 0 || !self.enabled[mk.id as usize] {
+        for mk in self.local[lo..hi].iter().chain(self.global.iter()) {
+            if mask & (1u64 << mk.id) == 0 {
                 continue;
             }
             let m = &self.engine.modifiers[mk.id as usize];
+            let same = match m.scope {
+                Scope::Clause => mk.clause == clause,
+                Scope::Sentence => mk.sentence == sentence,
+                Scope::Message => true,
+            };
+            if !same {
+                continue;
+            }
+            if let Some(b) = best {
+                if (m.factor, m.urgent_factor) >= (b.factor, b.urgent_factor) {
+                    continue;
+                }
+            }
             let within = |gap: usize| m.window.is_none_or(|w| gap <= w);
-            let before = || {
-                mk.e <= s
-                    && self.seg.id(m.scope, mk.s) == self.seg.id(m.scope, s)
-                    && within(self.n.units_between(mk.e as usize, s as usize))
-            };
-            let after = || {
-                mk.s >= e
-                    && self.seg.id(m.scope, mk.s) == self.seg.id(m.scope, s)
-                    && within(self.n.units_between(e as usize, mk.s as usize))
-            };
+            let before = || mk.e <= s && within(self.n.units_between(mk.e as usize, s as usize));
+            let after = || mk.s >= e && within(self.n.units_between(e as usize, mk.s as usize));
             let reaches = match m.position {
                 Position::Before => before(),
                 Position::After => after(),
@@ -990,34 +1087,14 @@ impl Ctx<'_> {
             {
                 continue;
             }
-            let cand = Damp {
+            best = Some(Damp {
                 factor: m.factor,
                 urgent_factor: m.urgent_factor,
                 modifier: mk.id,
                 marker: (mk.s, mk.e),
-            };
-            let better = best
-                .is_none_or(|b| (cand.factor, cand.urgent_factor) < (b.factor, b.urgent_factor));
-            if better {
-                best = Some(cand);
-            }
+            });
         }
         best
-    }
-
-    fn damp_reason(&self, text: &str, kind: &str, signal: &str, d: Damp) -> Reason {
-        let m = &self.engine.modifiers[d.modifier as usize];
-        let marker = quote(text, self.n, d.marker.0, d.marker.1);
-        let detail = m
-            .detail
-            .replace("{kind}", kind)
-            .replace("{signal}", signal)
-            .replace("{marker}", &marker);
-        Reason {
-            kind: m.kind.clone(),
-            matched: marker,
-            detail,
-        }
     }
 }
 

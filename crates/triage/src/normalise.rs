@@ -282,6 +282,9 @@ impl Rewriter {
             return drop_han_spaces(chars);
         };
         let text: String = chars.iter().map(|f| f.c).collect();
+        if ac.find(&text).is_none() {
+            return drop_han_spaces(chars);
+        }
         let mut byte_to_idx = Vec::with_capacity(chars.len() + 1);
         for (i, (b, _)) in text.char_indices().enumerate() {
             byte_to_idx.push((b, i));
@@ -336,7 +339,7 @@ impl Rewriter {
 
 /// A space between two Han characters (left after pinyin became Han) is dropped.
 fn drop_han_spaces(chars: Vec<Fc>) -> Vec<Fc> {
-    if chars.len() < 3 {
+    if chars.len() < 3 || !chars.iter().any(|f| f.c == ' ') {
         return chars;
     }
     let mut out = Vec::with_capacity(chars.len());
@@ -500,8 +503,18 @@ impl TypoIndex {
             return None;
         }
         let mut cands: Vec<u32> = Vec::new();
-        for v in deletion_variants(word) {
-            if let Some(ids) = self.deletes.get(&v) {
+        // Deletion variants are built in one reused buffer: most words have no
+        // candidate at all, and this runs for every long word of every message.
+        let mut buf = String::with_capacity(word.len());
+        for i in 0..=word.len() {
+            buf.clear();
+            if i == word.len() {
+                buf.push_str(word);
+            } else {
+                buf.push_str(&word[..i]);
+                buf.push_str(&word[i + 1..]);
+            }
+            if let Some(ids) = self.deletes.get(buf.as_str()) {
                 cands.extend_from_slice(ids);
             }
         }

@@ -76,7 +76,7 @@ fn default_typo_min_len() -> usize {
     5
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NormaliseCfg {
     /// Meaning → the ways people mistype it.
@@ -91,6 +91,18 @@ pub(crate) struct NormaliseCfg {
     pub not_typos: Vec<String>,
     #[serde(default = "default_typo_min_len")]
     pub typo_min_len: usize,
+}
+
+impl Default for NormaliseCfg {
+    fn default() -> Self {
+        NormaliseCfg {
+            typos: BTreeMap::new(),
+            pinyin: BTreeMap::new(),
+            stem_exceptions: Vec::new(),
+            not_typos: Vec::new(),
+            typo_min_len: default_typo_min_len(),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
