@@ -262,6 +262,7 @@ impl Engine {
             e.targets.push(target);
         };
         let mut vocab: HashSet<String> = HashSet::new();
+        let mut targets: HashSet<String> = HashSet::new();
         let note_vocab = |t: &str, vocab: &mut HashSet<String>| {
             for w in t.split(|c: char| !is_word_char(c)) {
                 if !w.is_empty() {
@@ -393,6 +394,7 @@ impl Engine {
                     ));
                 }
                 note_vocab(&c, &mut vocab);
+                note_vocab(&c, &mut targets);
                 add(c, Target::Signal(i as u32), &mut terms);
             }
             signal_kinds.insert(s.kind.clone());
@@ -444,6 +446,7 @@ impl Engine {
                         ));
                     }
                     note_vocab(&c, &mut vocab);
+                    note_vocab(&c, &mut targets);
                     add(
                         c,
                         Target::Slot {
@@ -508,7 +511,7 @@ impl Engine {
             protected.insert(normalise::stem(&w, &stem_exceptions).into_owned());
             protected.insert(w);
         }
-        let typos = TypoIndex::new(vocab, protected, file.normalise.typo_min_len);
+        let typos = TypoIndex::new(vocab, &targets, protected, file.normalise.typo_min_len);
 
         let mut entries = Vec::with_capacity(order.len());
         for t in &order {

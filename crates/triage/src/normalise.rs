@@ -466,8 +466,16 @@ pub(crate) struct TypoIndex {
 }
 
 impl TypoIndex {
-    pub fn new(vocab: HashSet<String>, protected: HashSet<String>, min_len: usize) -> Self {
-        let mut targets: Vec<String> = vocab
+    /// `vocab`: every rule word (never corrected); `targets`: the words a misspelling
+    /// may be corrected to (signal and pattern words, not modifier markers: a typo can
+    /// only create a signal, never silently cancel one).
+    pub fn new(
+        vocab: HashSet<String>,
+        targets: &HashSet<String>,
+        protected: HashSet<String>,
+        min_len: usize,
+    ) -> Self {
+        let mut targets: Vec<String> = targets
             .iter()
             .filter(|w| w.len() >= min_len && w.bytes().all(|c| c.is_ascii_lowercase()))
             .cloned()
@@ -493,8 +501,9 @@ impl TypoIndex {
     }
 
     /// The rule word `word` is a one-edit misspelling of, if there is exactly one.
+    /// Targets have at least `min_len` letters, so the word at least one less.
     pub fn correct(&self, word: &str) -> Option<&str> {
-        if word.len() < self.min_len
+        if word.len() + 1 < self.min_len
             || word.len() > 24
             || self.vocab.contains(word)
             || self.protected.contains(word)
@@ -723,12 +732,13 @@ mod tests {
             .map(|s| s.to_string())
             .collect();
         let protected: HashSet<String> = ["attach".to_string()].into_iter().collect();
-        let t = TypoIndex::new(vocab, protected, 5);
+        let t = TypoIndex::new(vocab.clone(), &vocab, protected, 6);
         assert_eq!(t.correct("folow"), Some("follow"));
         assert_eq!(t.correct("atack"), Some("attack"));
         assert_eq!(t.correct("attach"), None);
         assert_eq!(t.correct("kidnap"), None, "already a rule word");
         assert_eq!(t.correct("robe"), None, "too short to correct");
+        assert_eq!(t.correct("rob"), None);
         assert_eq!(t.correct("window"), None);
     }
 

@@ -73,7 +73,7 @@ fn default_max_reasons() -> usize {
     12
 }
 fn default_typo_min_len() -> usize {
-    5
+    6
 }
 
 #[derive(Debug, Deserialize)]
@@ -215,10 +215,10 @@ impl RulesFile {
                 "must be 0 or more",
             ));
         }
-        if file.normalise.typo_min_len < 3 {
+        if file.normalise.typo_min_len < 4 {
             return Err(RulesError::invalid(
                 "normalise.typo_min_len",
-                "must be at least 3 (shorter words have too many one-edit neighbours)",
+                "must be at least 4 (shorter words have too many one-edit neighbours)",
             ));
         }
         Ok(file)

@@ -195,3 +195,19 @@ fn reasons_quote_the_citizen() {
     assert_eq!(a.category, Category::Routine);
     assert!(a.reasons.is_empty());
 }
+
+#[test]
+fn normalisation_as_editors_see_it() {
+    let t = Triage::builtin();
+    assert_eq!(t.normalised("Ｉ　was ROBBED!!"), "i was rob!!");
+    assert_eq!(t.normalised("綁架 救 命"), "绑架救命");
+    assert_eq!(t.normalised("jiuming, bei qiang le"), "救命, 被抢 le");
+    assert_eq!(t.normalised("我被抢节了"), "我被抢劫了");
+    assert_eq!(t.normalised("he is folowing me"), "he is follow me");
+    // Ordinary words near a rule word are left alone.
+    for w in [
+        "either", "bring", "order", "would", "worry", "attach", "anger", "great", "skill",
+    ] {
+        assert_eq!(t.normalised(w), w, "{w} must not be corrected");
+    }
+}
