@@ -211,3 +211,13 @@ fn normalisation_as_editors_see_it() {
         assert_eq!(t.normalised(w), w, "{w} must not be corrected");
     }
 }
+
+#[test]
+fn in_care() {
+    assert_cat("出车祸了，司机昏迷了", Category::Emergency);
+    let a = assert_cat(
+        "出车祸了，我受伤了，现在已经在医院，医生说不严重",
+        Category::Urgent,
+    );
+    assert!(has_reason(&a, "in_care"), "{a:#?}");
+}
