@@ -6,6 +6,7 @@ mod attachments;
 mod conversations;
 mod kb;
 mod ops;
+mod pages;
 mod sessions;
 mod staff;
 
@@ -33,6 +34,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ops::router())
         .merge(staff::router())
         .merge(kb::router())
+        .merge(pages::router(&[]))
         .merge(attachments::router(state.attachments.limits.max_bytes))
         .route("/v1/ws", axum::routing::get(crate::hub::socket::upgrade))
         .fallback(not_found)

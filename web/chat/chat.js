@@ -29,19 +29,6 @@ let list;
 let images;
 let viewer;
 
-if (params.get('embed') === '1') document.body.classList.add('embed');
-initLang();
-fillCountries();
-onLangChange(() => {
-  fillCountries();
-  connState(socket?.state || 'stopped');
-  if (S.session) {
-    loadAlerts();
-    if (S.conv) list.open(list.lastSeq);
-  }
-});
-wire();
-boot();
 
 function loadSession() {
   try {
@@ -546,3 +533,18 @@ function errorText(e) {
   }
   return String(e?.message || e || t('error.generic'));
 }
+
+// Last, so that every module-level binding above exists before the page starts.
+if (params.get('embed') === '1') document.body.classList.add('embed');
+initLang();
+fillCountries();
+onLangChange(() => {
+  fillCountries();
+  connState(socket?.state || 'stopped');
+  if (S.session) {
+    loadAlerts();
+    if (S.conv) list.open(list.lastSeq);
+  }
+});
+wire();
+boot();

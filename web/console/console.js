@@ -49,8 +49,6 @@ let audio = null;
 
 // ---------------------------------------------------------------- start
 
-initLang();
-start();
 
 async function start() {
   const saved = loadSession();
@@ -1275,3 +1273,7 @@ function errorText(e) {
   }
   return String(e?.message || e || t('error.generic'));
 }
+
+// Last, so that every module-level binding above exists before the page starts.
+initLang();
+start();

@@ -24,8 +24,6 @@ const S = {
 
 let api;
 
-initLang();
-start();
 
 async function start() {
   const session = loadSession() || await signIn($('#signin'));
@@ -170,7 +168,8 @@ function toLocalInput(iso) {
 
 function updateButtons() {
   const a = S.current;
-  $('#publish').disabled = !a || (a.status === 'published' && !S.dirty);
+  // A new article can be published at once: it is saved first.
+  $('#publish').disabled = !!a && a.status === 'published' && !S.dirty;
   $('#archive').disabled = !a || a.status === 'archived';
   $('#versions-btn').disabled = !a;
   $('#alert-fields').hidden = form().elements.category.value !== 'safety_alert';
@@ -472,3 +471,7 @@ function errorText(e) {
   }
   return String(e?.message || e || t('error.generic'));
 }
+
+// Last, so that every module-level binding above exists before the page starts.
+initLang();
+start();
