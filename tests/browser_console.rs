@@ -112,13 +112,18 @@ async fn two_agents_claim_at_once_and_one_wins() {
         assert_eq!(winner, a2.id);
         (&p1, "bo@example.org")
     };
-    let alert = loser_page
-        .find_containing("alert", "Someone else took it")
+    // An alert is announced by its content (it has no name of its own).
+    loser_page.wait_text("Someone else took it").await;
+    let text = loser_page
+        .eval(
+            "return [...document.querySelectorAll('[role=alert]')].map((e) => e.textContent).join(' ')",
+            vec![],
+        )
         .await;
-    let text = alert.text().await.unwrap();
+    let text = text.as_str().unwrap_or_default();
     assert!(
-        text.contains(winner_name),
-        "the loser is told who has it: {text}"
+        text.contains("Someone else took it") && text.contains(winner_name),
+        "the loser is told, in an alert, who has it: {text}"
     );
     for p in [p1, p2, citizen] {
         p.close().await;
@@ -543,6 +548,8 @@ async fn agents_see_who_else_is_viewing() {
     let p2 = b.page("en-US").await;
     console_sign_in(&p1, &app, "ana@example.org").await;
     console_sign_in(&p2, &app, "bo@example.org").await;
+    go_away(&p1).await;
+    go_away(&p2).await;
     let c = app.citizen("Gao Yan", Some("BE")).await;
     let conv = app.conversation(&c).await;
     app.send_http(&c.token, conv["id"].as_str().unwrap(), &uuid(), "hello")
