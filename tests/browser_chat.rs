@@ -287,3 +287,43 @@ async fn server_restart_mid_chat_loses_and_doubles_nothing() {
     agent.close().await;
     citizen.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharing_the_location_shows_the_alerts_for_that_place() {
+    let Some(mut b) = Browser::start().await else {
+        return;
+    };
+    let app = TestApp::spawn().await;
+    let ed = app.staff("ed@example.org", "be", "editor").await;
+    // An alert for an area around Antwerp, for no country in particular.
+    let r = app
+        .post_json(
+            "/v1/kb/articles",
+            Some(&ed.token),
+            &json!({"slug": "antwerp-flood", "locale": "en", "title": "Flooding near Antwerp",
+                    "category": "safety_alert", "severity": "critical", "countries": ["NL"],
+                    "area": {"lat": 51.22, "lon": 4.40, "radius_km": 20.0},
+                    "body_markdown": "Stay away from the river banks."}),
+        )
+        .await;
+    assert_eq!(r.0, 201, "{}", r.1);
+    let id = r.1["id"].as_str().unwrap();
+    let r = app
+        .post(&format!("/v1/kb/articles/{id}/publish"), Some(&ed.token))
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    let citizen = b.page("en-US").await;
+    citizen_start(&citizen, &app, "Lin Tao", "BE").await;
+    assert!(
+        !citizen.body_text().await.contains("Flooding near Antwerp"),
+        "not for Belgium as a whole"
+    );
+    citizen.set_location(&app.base, 51.2194, 4.4025).await;
+    citizen.click("button", "Share my location").await;
+    citizen
+        .wait_text("Your location was shared with consular staff.")
+        .await;
+    citizen.wait_text("Flooding near Antwerp").await;
+    citizen.find_containing("region", "Safety alerts").await;
+    citizen.close().await;
+}

@@ -71,7 +71,6 @@ async fn only_conversation(app: &TestApp, token: &str) -> serde_json::Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the compare-and-set claim: POST /v1/conversations/{id}/assign {\"if_unassigned\": true} answering 409"]
 async fn two_agents_claim_at_once_and_one_wins() {
     let Some(mut b) = Browser::start().await else {
         return;
@@ -90,9 +89,23 @@ async fn two_agents_claim_at_once_and_one_wins() {
     citizen_send(&citizen, "Is anyone there?").await;
     agent_open(&p1, "Chen Jie").await;
     agent_open(&p2, "Chen Jie").await;
+    // Both click at the same instant (the browsers share this machine's clock), before
+    // either console can hear of the other's claim.
     let c1 = p1.find("button", "Claim").await;
     let c2 = p2.find("button", "Claim").await;
-    let (r1, r2) = tokio::join!(c1.click(), c2.click());
+    let at = p1.eval("return Date.now() + 400", vec![]).await;
+    let click_at =
+        "const [b, at] = arguments; setTimeout(() => b.click(), at - Date.now()); return true;";
+    let (r1, r2) = tokio::join!(
+        p1.c.execute(
+            click_at,
+            vec![serde_json::to_value(&c1).unwrap(), at.clone()]
+        ),
+        p2.c.execute(
+            click_at,
+            vec![serde_json::to_value(&c2).unwrap(), at.clone()]
+        ),
+    );
     r1.unwrap();
     r2.unwrap();
     let (app_ref, token) = (&app, a1.token.as_str());
@@ -399,7 +412,8 @@ async fn ten_thousand_messages_open_quickly_and_stay_windowed() {
     let Some(mut b) = Browser::start().await else {
         return;
     };
-    let app = TestApp::spawn().await;
+    // Seeding goes faster than a citizen may write: lift the sending budget.
+    let app = TestApp::spawn_with(|c| c.limits.frames_per_second = 1_000_000).await;
     app.staff("ana@example.org", "be", "agent").await;
     let c = app.citizen("Long History", Some("BE")).await;
     let conv = app.conversation(&c).await;
@@ -536,7 +550,6 @@ async fn sos_shows_in_the_emergency_lane_and_guidance_on_the_citizen_page() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the viewing frame: {\"type\":\"viewing\",\"conversation_id\",\"active\"} relayed to staff"]
 async fn agents_see_who_else_is_viewing() {
     let Some(mut b) = Browser::start().await else {
         return;

@@ -18,8 +18,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
 
+use crate::app::AppState;
 use crate::error::AppError;
-use crate::server::AppState;
 
 #[derive(rust_embed::Embed)]
 #[folder = "web/"]

@@ -96,6 +96,9 @@ impl Browser {
             eprintln!("SKIPPED: {msg}");
             return None;
         };
+        // Two TLS backends are in the test graph (the server's client and the WebDriver
+        // client's); name one so that rustls does not have to guess.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let log_dir = tempfile::tempdir().unwrap();
         for _ in 0..5 {
             let port = free_port();
@@ -232,6 +235,31 @@ impl WebDriverCompatibleCommand for BrowserLog {
             http::Method::POST,
             Some(r#"{"type":"browser"}"#.to_string()),
         )
+    }
+}
+
+/// A Chrome DevTools command through chromedriver (`goog/cdp/execute`).
+#[derive(Debug)]
+struct Cdp {
+    cmd: &'static str,
+    params: Value,
+}
+
+impl WebDriverCompatibleCommand for Cdp {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _url: &url::Url) -> (http::Method, Option<String>) {
+        let body = json!({"cmd": self.cmd, "params": self.params});
+        (http::Method::POST, Some(body.to_string()))
     }
 }
 
@@ -453,6 +481,24 @@ impl Page {
             log.join("\n"),
             shot.display()
         );
+    }
+
+    /// Let `origin` read the position, and make the device report `lat`, `lon`.
+    pub async fn set_location(&self, origin: &str, lat: f64, lon: f64) {
+        self.c
+            .issue_cmd(Cdp {
+                cmd: "Browser.grantPermissions",
+                params: json!({"origin": origin, "permissions": ["geolocation"]}),
+            })
+            .await
+            .expect("grant geolocation");
+        self.c
+            .issue_cmd(Cdp {
+                cmd: "Emulation.setGeolocationOverride",
+                params: json!({"latitude": lat, "longitude": lon, "accuracy": 25}),
+            })
+            .await
+            .expect("set the position");
     }
 
     /// What the page wrote to the browser console since the last call.
