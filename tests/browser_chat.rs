@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use browser::flows::*;
-use browser::Browser;
+use browser::{eventually, Browser};
 use common::*;
 use serde_json::json;
 
@@ -325,5 +325,76 @@ async fn sharing_the_location_shows_the_alerts_for_that_place() {
         .await;
     citizen.wait_text("Flooding near Antwerp").await;
     citizen.find_containing("region", "Safety alerts").await;
+    citizen.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_stored_before_its_ack_arrived_is_not_doubled_by_a_reload() {
+    let Some(mut b) = Browser::start().await else {
+        return;
+    };
+    let app = TestApp::spawn().await;
+    let citizen = b.page("en-US").await;
+    citizen_start(&citizen, &app, "Wu Fang", "BE").await;
+    citizen_send(&citizen, "first message").await;
+    citizen.wait_text("first message").await;
+    let session = citizen
+        .eval(
+            "return JSON.parse(localStorage.getItem('lingshi.chat.v1'))",
+            vec![],
+        )
+        .await;
+    let c = Citizen {
+        id: session["citizen"]["id"].as_str().unwrap().to_string(),
+        token: session["token"].as_str().unwrap().to_string(),
+    };
+    let conv = app.conversation(&c).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The tab had sent this message and the server stored it, but the tab was closed
+    // before the acknowledgement came back: it is still in the device's outbox.
+    let cmid = uuid();
+    let r = app
+        .send_http(&c.token, &conv, &cmid, "sent just before the tab closed")
+        .await;
+    assert!(r.0 == 200 || r.0 == 201, "{r:?}");
+    citizen
+        .eval(
+            "const [key, item] = arguments; localStorage.setItem(key, JSON.stringify([item])); return true;",
+            vec![
+                json!(format!("lingshi.chat.outbox.{}", c.id)),
+                json!({"client_msg_id": cmid, "conversation_id": conv, "kind": "text",
+                       "body": "sent just before the tab closed", "state": "pending",
+                       "created_at": "2026-01-01T00:00:00Z"}),
+            ],
+        )
+        .await;
+    citizen.goto(&app.url("/chat/")).await;
+    wait_connected(&citizen).await;
+    citizen.wait_text("sent just before the tab closed").await;
+    eventually("the outbox empties", Duration::from_secs(10), || async {
+        let left = citizen
+            .eval(
+                "return Object.keys(localStorage).filter((k) => k.startsWith('lingshi.chat.outbox.')).length",
+                vec![],
+            )
+            .await;
+        (left == json!(0)).then_some(())
+    })
+    .await;
+    assert_eq!(
+        citizen
+            .count_messages("Conversation", "sent just before the tab closed")
+            .await,
+        1
+    );
+    let msgs = app.messages(&c.token, &conv, "limit=50").await;
+    let same: Vec<_> = msgs
+        .iter()
+        .filter(|m| m["body"] == "sent just before the tab closed")
+        .collect();
+    assert_eq!(same.len(), 1, "stored once: {msgs:?}");
+    assert_eq!(same[0]["client_msg_id"], cmid.as_str());
     citizen.close().await;
 }

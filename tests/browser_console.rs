@@ -574,3 +574,64 @@ async fn agents_see_who_else_is_viewing() {
     p1.close().await;
     p2.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_setup_link_creates_the_first_admin_once() {
+    let Some(mut b) = Browser::start().await else {
+        return;
+    };
+    let app = TestApp::spawn().await;
+    let token = app
+        .server
+        .as_ref()
+        .unwrap()
+        .setup_token()
+        .expect("no staff yet")
+        .to_string();
+    let link = app.url(&format!("/console/#setup={token}"));
+
+    let p = b.page("en-US").await;
+    p.goto(&link).await;
+    p.find("heading", "Create the first administrator").await;
+    let href = p.eval("return location.href", vec![]).await;
+    assert!(
+        !href.as_str().unwrap().contains(&token),
+        "the token leaves the address bar at once: {href}"
+    );
+    p.assert_accessible("console setup (en)").await;
+    p.screenshot("console-setup-en").await;
+    p.fill("Name", "Zhao Min").await;
+    p.fill("Email", "zhao@example.org").await;
+    p.fill("Password", PASSWORD).await;
+    p.fill("Password again", "something else").await;
+    p.click("button", "Create and sign in").await;
+    p.wait_text("The two passwords differ.").await;
+    p.fill("Password again", PASSWORD).await;
+    p.click("button", "Create and sign in").await;
+    p.find("heading", "Queue").await;
+    wait_connected(&p).await;
+
+    // The same link a second time: refused, with a sentence that says why.
+    let q = b.page("zh-CN").await;
+    q.goto(&link).await;
+    q.find("heading", "创建第一个管理员账号").await;
+    q.fill("姓名", "Late").await;
+    q.fill("电子邮箱", "late@example.org").await;
+    q.fill("密码", PASSWORD).await;
+    q.fill("再次输入密码", PASSWORD).await;
+    q.click("button", "创建并登录").await;
+    q.wait_text("此设置链接无效或已被使用。").await;
+    q.screenshot("console-setup-zh").await;
+    // The administrator signs in with the password chosen in the form.
+    let r = app
+        .post_json(
+            "/v1/agent/sessions",
+            None,
+            &json!({"email": "zhao@example.org", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    assert_eq!(r.1["agent"]["role"], "admin");
+    p.close().await;
+    q.close().await;
+}

@@ -18,6 +18,7 @@ pub mod planner;
 pub mod ports;
 pub mod principal;
 pub mod sessions;
+pub mod setup;
 pub mod types;
 pub mod webhooks;
 pub mod workflow;
@@ -64,6 +65,8 @@ pub struct Inner {
     pub attachments: attachments::AttachmentState,
     pub identity: identity::IdentityVerifier,
     pub limits: limits::Limiters,
+    /// The first-run setup token, while no staff account exists.
+    pub setup: setup::SetupGate,
     /// Woken when rows are written to the outbox.
     pub outbox_wake: Arc<Notify>,
 }
