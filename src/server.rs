@@ -273,6 +273,14 @@ fn node_name() -> String {
 /// Run until SIGTERM or Ctrl-C, then shut down gracefully.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let server = Server::start(config).await?;
+    if server.state.config.kb.import_starter {
+        let n = server.state.domain.import_starter_kb().await.map_err(|e| {
+            anyhow::anyhow!("cannot import the starter knowledge base: {}", e.detail())
+        })?;
+        if n > 0 {
+            println!("lingshi: the knowledge base was empty; imported {n} starter articles");
+        }
+    }
     // On standard output, not in the logs: the setup token is a credential, and only
     // whoever started the server should see it.
     let base = server.base_url();

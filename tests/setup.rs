@@ -167,3 +167,48 @@ async fn wait_line(log: &std::path::Path, needle: &str) -> String {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn a_first_serve_imports_the_starter_knowledge_base_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(&dir.path().join("data"));
+    let config_file = write_config_file(dir.path(), &config);
+    let first = start_server(&config_file, dir.path(), "first").await;
+    let line = wait_line(&first.log, "starter articles").await;
+    let http = reqwest::Client::new();
+    // Search answers from the starter articles without anyone importing anything.
+    let hits = {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let r = into_pair(
+                http.get(format!(
+                    "{}/v1/kb/search?q=lost%20passport&locale=en",
+                    first.base
+                ))
+                .send()
+                .await
+                .unwrap(),
+            )
+            .await;
+            assert_eq!(r.0, 200, "{}", r.1);
+            let hits = r.1["hits"].as_array().cloned().unwrap_or_default();
+            if !hits.is_empty() || Instant::now() > deadline {
+                break hits;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    assert!(!hits.is_empty(), "{line}");
+    assert!(
+        hits.iter().any(|h| h["slug"] == "lost-passport"),
+        "{hits:?}"
+    );
+    let mut first = first;
+    first.child.kill().await.unwrap();
+
+    // Not again: a second start finds articles and imports nothing.
+    let second = start_server(&config_file, dir.path(), "second").await;
+    wait_line(&second.log, "/console/").await;
+    let log = std::fs::read_to_string(&second.log).unwrap();
+    assert!(!log.contains("starter articles"), "{log}");
+}
