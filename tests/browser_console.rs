@@ -510,16 +510,18 @@ async fn ten_thousand_messages_open_quickly_and_stay_windowed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs POST /v1/emergency"]
 async fn sos_shows_in_the_emergency_lane_and_guidance_on_the_citizen_page() {
     let Some(mut b) = Browser::start().await else {
         return;
     };
     let app = TestApp::spawn().await;
     app.staff("ana@example.org", "be", "agent").await;
+    let bo = app.staff("bo@example.org", "be", "agent").await;
     let agent = b.page("en-US").await;
+    let other = b.page("en-US").await;
     let citizen = b.page("en-US").await;
     console_sign_in(&agent, &app, "ana@example.org").await;
+    console_sign_in(&other, &app, "bo@example.org").await;
     citizen_start(&citizen, &app, "Xu Ming", "BE").await;
     citizen.click("button", "SOS — I am in danger").await;
     citizen.find("dialog", "Send an emergency alert?").await;
@@ -540,12 +542,55 @@ async fn sos_shows_in_the_emergency_lane_and_guidance_on_the_citizen_page() {
         !text.contains("Your alert has been written to consular staff"),
         "the server's guidance, not the page's own fallback: {text}"
     );
-    let lane = agent.find_containing("region", "Emergencies").await;
-    agent.find_in(&lane, "button", "Xu Ming").await;
+    // Both consoles hear of it without a reload: the lane and an acknowledge button.
+    for page in [&agent, &other] {
+        let lane = page.find_containing("region", "Emergencies").await;
+        page.find_in(&lane, "button", "Xu Ming").await;
+        page.find("button", "Acknowledge the emergency of Xu Ming")
+            .await;
+    }
+    agent.screenshot("console-sos-en").await;
+    // One acknowledges; the other console sees it acknowledged, the lane keeps the
+    // conversation (it stays an emergency until resolved).
     agent
-        .find("button", "Acknowledge the emergency of Xu Ming")
+        .click("button", "Acknowledge the emergency of Xu Ming")
+        .await;
+    agent.wait_text("Escalation acknowledged.").await;
+    for page in [&agent, &other] {
+        page.wait_js(
+            "the acknowledge button goes away",
+            "return ![...document.querySelectorAll('button')].some((b) => b.getAttribute('aria-label') === 'Acknowledge the emergency of Xu Ming')",
+            vec![],
+            Duration::from_secs(10),
+        )
+        .await;
+        let lane = page.find_containing("region", "Emergencies").await;
+        page.find_in(&lane, "button", "Xu Ming").await;
+    }
+    let r = app.get("/v1/escalations", Some(&bo.token)).await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    let all = r.1["escalations"].as_array().unwrap();
+    assert_eq!(all.len(), 1, "{}", r.1);
+    assert_eq!(all[0]["state"], "acknowledged");
+    assert_eq!(all[0]["reason"], "sos");
+
+    // An emergency written as a message: the console shows the triage and its reasons.
+    citizen_send(&citizen, "Help, a man with a knife is threatening me").await;
+    agent_open(&agent, "Xu Ming").await;
+    agent
+        .wait_text("Help, a man with a knife is threatening me")
+        .await;
+    agent
+        .wait_js(
+            "the emergency badge and its reasons on the message",
+            "const m = [...document.querySelectorAll('.msg')].find((e) => e.textContent.includes('knife')); \
+             return !!m && !!m.querySelector('.badge.triage-emergency') && m.querySelectorAll('details.triage li').length > 0;",
+            vec![],
+            Duration::from_secs(10),
+        )
         .await;
     agent.close().await;
+    other.close().await;
     citizen.close().await;
 }
 

@@ -8,6 +8,8 @@
 pub mod assigner;
 pub mod attachments;
 pub mod conversations;
+pub mod emergency;
+pub mod escalations;
 pub mod events;
 pub mod identity;
 pub mod kb;
@@ -19,6 +21,7 @@ pub mod ports;
 pub mod principal;
 pub mod sessions;
 pub mod setup;
+pub mod triage;
 pub mod types;
 pub mod webhooks;
 pub mod workflow;
@@ -64,6 +67,7 @@ pub struct Inner {
     pub kb: kb::KbState,
     pub attachments: attachments::AttachmentState,
     pub identity: identity::IdentityVerifier,
+    pub triage: triage::TriageState,
     pub limits: limits::Limiters,
     /// The first-run setup token, while no staff account exists.
     pub setup: setup::SetupGate,
@@ -94,6 +98,8 @@ impl Domain {
             });
         }
         self.spawn_gap_recorder(stop.clone());
+        self.spawn_triage_reloader(stop.clone());
+        self.spawn_reescalation(stop.clone());
         self.spawn_upload_gc(stop.clone());
     }
 
