@@ -2,6 +2,7 @@
 //! baseline measured the same way. See BENCHMARKS.md at the repository root.
 
 mod coldstart;
+mod emergency;
 mod idle;
 mod relay;
 mod search;
@@ -113,6 +114,20 @@ enum Cmd {
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
+    /// Triage's share of the server's CPU per message, and time from an emergency
+    /// message to the citizen's guidance and to the hotline, under routine load.
+    Emergency {
+        #[arg(long, default_value_t = 200)]
+        probes: usize,
+        /// Milliseconds between two emergencies.
+        #[arg(long, default_value_t = 100)]
+        interval_ms: u64,
+        /// Routine messages per second sent meanwhile.
+        #[arg(long, default_value_t = 1000.0)]
+        background_rate: f64,
+        #[arg(long, default_value_t = 200)]
+        conversations: usize,
+    },
     /// Every benchmark once at a small size; fails only if one does not complete.
     Smoke,
     #[command(hide = true)]
@@ -217,6 +232,23 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
             runs,
             seed,
         } => cmd_coldstart(&opts, messages, articles, runs, seed).await?,
+        Cmd::Emergency {
+            probes,
+            interval_ms,
+            background_rate,
+            conversations,
+        } => {
+            emergency::run(
+                &opts,
+                emergency::EmergencyArgs {
+                    probes,
+                    interval: Duration::from_millis(interval_ms),
+                    background_rate,
+                    conversations,
+                },
+            )
+            .await?
+        }
         Cmd::Smoke => return cmd_smoke(&opts, g.json.as_ref()).await,
     };
     write_json(g.json.as_ref(), &figures)
@@ -628,6 +660,23 @@ async fn cmd_smoke(opts: &ServerOpts, json_out: Option<&PathBuf>) -> anyhow::Res
     record("coldstart", r, |v| {
         v["coldstart"]["empty_ready"]["n"].as_u64().unwrap_or(0) > 0
             && v["coldstart"]["loaded_ready"]["n"].as_u64().unwrap_or(0) > 0
+    });
+    let r = if opts.url.is_some() {
+        Err(anyhow::anyhow!("emergency cannot run against --url"))
+    } else {
+        emergency::run(
+            opts,
+            emergency::EmergencyArgs {
+                probes: 5,
+                interval: Duration::from_millis(200),
+                background_rate: 50.0,
+                conversations: 10,
+            },
+        )
+        .await
+    };
+    record("emergency", r, |v| {
+        v["guidance"]["n"].as_u64().unwrap_or(0) > 0 && v["classifier_us_per_message"].is_number()
     });
     write_json(json_out, &Value::Object(all))?;
     println!("smoke: {passed} passed, {failed} failed");

@@ -168,7 +168,7 @@ impl Target {
         Ok(t)
     }
 
-    fn external(opts: &ServerOpts, url: &str) -> anyhow::Result<Target> {
+    pub fn external(opts: &ServerOpts, url: &str) -> anyhow::Result<Target> {
         let hostport = url
             .trim_start_matches("http://")
             .trim_end_matches('/')
