@@ -301,12 +301,25 @@ impl Default for Sessions {
 }
 
 /// Knowledge-base settings.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default)]
 pub struct KbSettings {
     /// Extra search synonyms (groups of equivalent words across languages) added to
     /// the ones shipped in the binary; empty = none.
     pub synonyms_file: PathBuf,
+    /// `lingshi serve` fills an empty knowledge base with the starter articles shipped
+    /// in the binary, so search works on the first run; off for a mission that wants
+    /// to start from nothing.
+    pub import_starter: bool,
+}
+
+impl Default for KbSettings {
+    fn default() -> Self {
+        KbSettings {
+            synonyms_file: PathBuf::new(),
+            import_starter: true,
+        }
+    }
 }
 
 /// The whole configuration of one Lingshi process.

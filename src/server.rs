@@ -98,6 +98,7 @@ pub async fn open(
         kb: KbState::new(engine),
         attachments,
         identity,
+        setup: Default::default(),
         triage,
         outbox_wake,
     });
@@ -117,6 +118,7 @@ pub struct Server {
     stop_accepting: CancellationToken,
     stop_background: CancellationToken,
     serve_task: JoinHandle<()>,
+    setup_token: Option<String>,
 }
 
 impl Server {
@@ -143,6 +145,10 @@ impl Server {
         )
         .await?;
         let domain = opened.domain.clone();
+        let setup_token = domain
+            .open_setup()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot count the staff accounts: {}", e.detail()))?;
         let stop_background = CancellationToken::new();
         domain.spawn_workers(&stop_background);
         hub.clone().spawn_heartbeat(
@@ -197,7 +203,27 @@ impl Server {
             stop_accepting,
             stop_background,
             serve_task,
+            setup_token,
         })
+    }
+
+    /// The one-time token for creating the first administrator, when the server
+    /// started without any staff account (used or not).
+    pub fn setup_token(&self) -> Option<&str> {
+        self.setup_token.as_deref()
+    }
+
+    /// Where people reach this server: the bound address, with a wildcard address
+    /// replaced by the loopback one (the best guess for the person who started it).
+    pub fn base_url(&self) -> String {
+        let mut addr = self.addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        format!("http://{addr}")
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -250,6 +276,23 @@ fn node_name() -> String {
 /// Run until SIGTERM or Ctrl-C, then shut down gracefully.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let server = Server::start(config).await?;
+    if server.state.config.kb.import_starter {
+        let n = server.state.domain.import_starter_kb().await.map_err(|e| {
+            anyhow::anyhow!("cannot import the starter knowledge base: {}", e.detail())
+        })?;
+        if n > 0 {
+            println!("lingshi: the knowledge base was empty; imported {n} starter articles");
+        }
+    }
+    // On standard output, not in the logs: the setup token is a credential, and only
+    // whoever started the server should see it.
+    let base = server.base_url();
+    println!("lingshi: agent console at {base}/console/");
+    if let Some(token) = server.setup_token() {
+        println!(
+            "lingshi: no staff account yet; create the first administrator at {base}/console/#setup={token}"
+        );
+    }
     shutdown_signal().await;
     server.shutdown().await
 }

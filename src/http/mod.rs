@@ -10,6 +10,7 @@ pub mod error;
 mod kb;
 pub mod listener;
 mod ops;
+mod pages;
 mod sessions;
 mod staff;
 pub mod ws;
@@ -39,6 +40,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ops::router())
         .merge(staff::router())
         .merge(kb::router())
+        .merge(pages::router(&[]))
         .merge(emergencies::router())
         .merge(attachments::router(state.domain.upload_max_bytes()))
         .route("/v1/ws", axum::routing::get(ws::upgrade))

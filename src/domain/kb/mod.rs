@@ -5,6 +5,7 @@
 pub mod import;
 pub mod indexer;
 mod search;
+mod starter;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
