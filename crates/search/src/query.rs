@@ -12,7 +12,7 @@ use tantivy_jieba::jieba_rs::Jieba;
 
 use crate::analysis::{
     analyze, fuzzy_distance, is_han, is_pinyin_syllable, is_pinyin_word, is_stopword,
-    word_analyzer, Segmenter,
+    joined_pinyin, u_variants, word_analyzer, Segmenter, ZH_STOPWORDS,
 };
 use crate::Synonyms;
 
@@ -35,6 +35,13 @@ const W_PINYIN: f32 = 1.0;
 const W_FUZZY: f32 = 0.4;
 /// Synonym alternatives score a little below what the user literally typed.
 const W_SYNONYM: f32 = 0.8;
+/// Dictionary words inside a longer query word (`电话` in `打电话`) stand in for it
+/// at this weight.
+const W_SUBWORD: f32 = 0.6;
+/// A concept found in more than this share of the documents does not count towards
+/// the number of concepts a document must match: it is a context word (`使馆`,
+/// `passport` in a passport-heavy knowledge base) that cannot tell articles apart.
+const COMMON_SHARE: f64 = 0.4;
 
 /// The searchable fields a query touches.
 #[derive(Clone, Copy)]
@@ -111,6 +118,7 @@ struct PreparedSynonyms {
 /// the prepared synonyms. Cheap to share; clones the analyzer per query.
 pub(crate) struct Planner {
     analyzer: TextAnalyzer,
+    jieba: Arc<Jieba>,
     syn: PreparedSynonyms,
 }
 
@@ -131,17 +139,25 @@ fn to_qtoks(analyzer: &mut TextAnalyzer, text: &str) -> Vec<QTok> {
 
 impl Planner {
     pub(crate) fn new(synonyms: &Synonyms) -> Self {
-        // A private dictionary (loaded once per engine) so synonym phrases stay whole.
+        // A private dictionary (loaded once per engine) so synonym phrases and question
+        // frames stay whole.
         let mut jieba = Jieba::new();
+        for w in ZH_STOPWORDS {
+            if w.chars().count() >= 2 && w.chars().all(is_han) {
+                jieba.add_word(w, Some(20_000), None);
+            }
+        }
         for g in synonyms.groups() {
             for w in g {
+                let w = crate::analysis::to_simplified(w);
                 if w.chars().count() >= 2 && w.chars().all(is_han) {
                     // High frequency so the phrase wins segmentation in context.
-                    jieba.add_word(w, Some(100_000), None);
+                    jieba.add_word(&w, Some(100_000), None);
                 }
             }
         }
-        let mut analyzer = word_analyzer(Segmenter::Custom(Arc::new(jieba)));
+        let jieba = Arc::new(jieba);
+        let mut analyzer = word_analyzer(Segmenter::Custom(jieba.clone()));
         let mut groups = Vec::new();
         let mut by_first: HashMap<String, Vec<(Vec<String>, usize)>> = HashMap::new();
         for (gi, g) in synonyms.groups().iter().enumerate() {
@@ -160,10 +176,63 @@ impl Planner {
             }
             groups.push(members);
         }
+        // The pinyin of each Chinese member is a key of its group too, so `yanglaojin`
+        // reaches 养老金 and, through it, `pension`.
+        for (gi, members) in groups.iter().enumerate() {
+            for m in members {
+                if m.len() != 1 || !m[0].han || m[0].term.chars().count() < 2 {
+                    continue;
+                }
+                for p in u_variants(&joined_pinyin(&m[0].term)) {
+                    if p.len() < 4 {
+                        continue;
+                    }
+                    let entry = by_first.entry(p.clone()).or_default();
+                    if !entry.iter().any(|(s, g2)| s.len() == 1 && *g2 == gi) {
+                        entry.push((vec![p], gi));
+                    }
+                }
+            }
+        }
         Planner {
             analyzer,
+            jieba,
             syn: PreparedSynonyms { groups, by_first },
         }
+    }
+
+    /// Groups that have `term` as a whole one-word member (or pinyin key).
+    fn groups_of_word(&self, term: &str) -> Vec<usize> {
+        self.syn
+            .by_first
+            .get(term)
+            .map(|v| {
+                v.iter()
+                    .filter(|(seq, _)| seq.len() == 1)
+                    .map(|(_, g)| *g)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Dictionary words inside a long Han query word (`电话` in `打电话`, `报警` and
+    /// `电话` in `报警电话`), longest first, question frames excluded.
+    fn subwords(&self, word: &str) -> Vec<String> {
+        let chars: Vec<char> = word.chars().collect();
+        let n = chars.len();
+        let mut out: Vec<String> = Vec::new();
+        if n < 3 {
+            return out;
+        }
+        for len in (2..n.min(5)).rev() {
+            for start in 0..=n - len {
+                let w: String = chars[start..start + len].iter().collect();
+                if self.jieba.has_word(&w) && !is_stopword(&w) && !out.contains(&w) {
+                    out.push(w);
+                }
+            }
+        }
+        out
     }
 
     /// Longest synonym phrase starting at `toks[i]`: its length and groups.
@@ -227,8 +296,13 @@ impl Planner {
             let (len, groups) = self.synonym_at(&toks, i).unwrap_or((1, Vec::new()));
             let main = toks[i..i + len].to_vec();
             let single_ascii = len == 1 && main[0].raw.bytes().all(|b| b.is_ascii_alphabetic());
+            let key = if main[0].han {
+                &main[0].term
+            } else {
+                &main[0].raw
+            };
             let mut c = Concept {
-                stop: groups.is_empty() && is_stopword(&main[0].raw),
+                stop: groups.is_empty() && is_stopword(key),
                 ..Concept::default()
             };
             if single_ascii && is_pinyin_word(&main[0].raw) {
@@ -241,19 +315,52 @@ impl Planner {
                 };
                 c.pinyin.push((main[0].raw.clone(), w));
             }
-            let syn_forms = self.synonym_forms(&groups, &main, W_SYNONYM);
+            let mut syn_forms = self.synonym_forms(&groups, &main, W_SYNONYM);
+            if len == 1 && main[0].han && !c.stop {
+                // Words inside a long word, and their synonyms, stand in for it.
+                for sub in self.subwords(&main[0].term) {
+                    let tok = QTok {
+                        term: sub.clone(),
+                        raw: sub.clone(),
+                        han: true,
+                    };
+                    let sub_groups = self.groups_of_word(&sub);
+                    let mut more = self.synonym_forms(
+                        &sub_groups,
+                        std::slice::from_ref(&tok),
+                        W_SUBWORD * W_SYNONYM,
+                    );
+                    syn_forms.push(Form {
+                        toks: vec![tok],
+                        weight: W_SUBWORD,
+                        fuzzy: false,
+                        prefix: false,
+                    });
+                    syn_forms.append(&mut more);
+                }
+            }
             c.forms.push(Form {
                 toks: main,
                 weight: 1.0,
                 fuzzy: len == 1,
                 prefix: false,
             });
-            c.forms.extend(syn_forms);
+            // Each alternative once, at its best weight.
+            for f in syn_forms {
+                let same = |g: &Form| {
+                    g.toks.len() == f.toks.len()
+                        && g.toks.iter().zip(&f.toks).all(|(a, b)| a.term == b.term)
+                };
+                if !c.forms.iter().any(same) {
+                    c.forms.push(f);
+                }
+            }
             concepts.push(c);
             i += len;
         }
 
-        // "hu zhao" → also try the joined pinyin word "huzhao" (and its synonyms).
+        // "hu zhao" → also try the joined pinyin word "huzhao", and "haiya renzheng" →
+        // "haiyarenzheng" (with their synonyms).
         for span in [3usize, 2] {
             if concepts.len() < span {
                 continue;
@@ -263,9 +370,7 @@ impl Planner {
                     .iter()
                     .map(|c| match c.forms.first() {
                         Some(f)
-                            if !c.stop
-                                && f.toks.len() == 1
-                                && is_pinyin_syllable(&f.toks[0].raw) =>
+                            if !c.stop && f.toks.len() == 1 && is_pinyin_word(&f.toks[0].raw) =>
                         {
                             Some(f.toks[0].raw.as_str())
                         }
@@ -274,17 +379,10 @@ impl Planner {
                     .collect();
                 let Some(parts) = parts else { continue };
                 let joined = parts.concat();
-                let groups: Vec<usize> = self
-                    .syn
-                    .by_first
-                    .get(&joined)
-                    .map(|v| {
-                        v.iter()
-                            .filter(|(seq, _)| seq.len() == 1)
-                            .map(|(_, g)| *g)
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                if joined.len() > 30 {
+                    continue;
+                }
+                let groups = self.groups_of_word(&joined);
                 let joined_tok = QTok {
                     term: joined.clone(),
                     raw: joined.clone(),
@@ -442,15 +540,86 @@ impl Plan {
         }
     }
 
+    /// The query reduced to its meaningful words, separated by spaces (question frames
+    /// and filler dropped, Han text in Simplified characters), for backends that take
+    /// plain query text.
+    pub(crate) fn plain_text(&self) -> String {
+        let mut words: Vec<&str> = Vec::new();
+        for c in &self.concepts {
+            if let Some(f) = c.forms.first() {
+                for t in &f.toks {
+                    words.push(if t.han { &t.term } else { &t.raw });
+                }
+            }
+        }
+        words.join(" ")
+    }
+
     /// True when nothing searchable is left (empty, whitespace or punctuation only).
     pub(crate) fn is_empty(&self) -> bool {
         self.concepts.is_empty()
     }
 
-    /// The text part of the query: each concept is a disjunction of its forms over all
-    /// fields; about half the concepts must match (ranking rewards matching more).
-    pub(crate) fn to_query(&self, f: &TextFields) -> Box<dyn TQuery> {
+    /// Roughly how many documents a concept matches (the most of any of its forms),
+    /// from term statistics alone; `None` when only fuzzy or prefix matching could
+    /// find it, which statistics cannot tell.
+    fn concept_df(c: &Concept, f: &TextFields, df: &dyn Fn(&Term) -> u64) -> Option<u64> {
+        let mut best = 0u64;
+        let mut unknown = false;
+        for form in c.forms.iter().take(12) {
+            let mut form_df = u64::MAX;
+            for t in &form.toks {
+                let mut d = df(&Term::from_field_text(f.body, &t.term))
+                    .max(df(&Term::from_field_text(f.title, &t.term)));
+                if t.han {
+                    // All the word's bigrams in a document (an upper bound on it
+                    // containing the word, which is what the gram fields match).
+                    let g = grams(&t.term)
+                        .iter()
+                        .map(|x| df(&Term::from_field_text(f.text_gram, x)))
+                        .min()
+                        .unwrap_or(0);
+                    d = d.max(g);
+                }
+                form_df = form_df.min(d);
+            }
+            if form_df == u64::MAX {
+                form_df = 0;
+            }
+            if form.prefix || (form.fuzzy && form.toks.iter().any(|t| fuzzy_distance(&t.raw) > 0)) {
+                unknown = true;
+            }
+            best = best.max(form_df);
+        }
+        for (p, _) in &c.pinyin {
+            best = best
+                .max(df(&Term::from_field_text(f.pinyin_title, p)))
+                .max(df(&Term::from_field_text(f.pinyin_summary, p)));
+        }
+        if best == 0 && unknown {
+            None
+        } else {
+            Some(best)
+        }
+    }
+
+    /// The text part of the query and how many concepts it requires. Each concept is
+    /// a disjunction of its forms over all fields. A document must match a third of
+    /// the *distinctive* concepts (at least one): concepts no document contains, and
+    /// concepts most documents contain, do not count (unless all are common), so one
+    /// rare word can carry a long question and context words cannot drown it; BM25
+    /// (whose IDF weighs each term by its rarity) ranks documents that match more of
+    /// them higher. `relax` requires a single concept: the fallback when the strict
+    /// query finds nothing.
+    pub(crate) fn to_query(
+        &self,
+        f: &TextFields,
+        df: &dyn Fn(&Term) -> u64,
+        num_docs: u64,
+        relax: bool,
+    ) -> (Box<dyn TQuery>, usize) {
         let mut concept_qs: Vec<(Occur, Box<dyn TQuery>)> = Vec::new();
+        let (mut distinctive, mut matchable) = (0usize, 0usize);
         for c in &self.concepts {
             let mut alts: Vec<Box<dyn TQuery>> = Vec::new();
             for form in &c.forms {
@@ -468,19 +637,29 @@ impl Plan {
                 alts.push(term_q(f.pinyin_title, p, w * W_PINYIN * W_TITLE));
                 alts.push(term_q(f.pinyin_summary, p, w * W_PINYIN * W_SUMMARY));
             }
+            match Self::concept_df(c, f, df) {
+                Some(0) => {}
+                Some(d) if d as f64 > COMMON_SHARE * num_docs as f64 => matchable += 1,
+                _ => {
+                    matchable += 1;
+                    distinctive += 1;
+                }
+            }
             concept_qs.push((Occur::Should, should(alts)));
         }
-        // Questions carry context words the article may not repeat ("在泰国护照被偷了":
-        // 泰国, 偷): require only a third of the concepts beyond three, and let BM25
-        // reward articles that match more of them.
-        let n = concept_qs.len();
-        let required = match n {
-            0..=3 => 1,
-            _ => n.div_ceil(3),
+        // When every concept is common, they all count.
+        let counted = if distinctive > 0 {
+            distinctive
+        } else {
+            matchable
         };
-        Box::new(BooleanQuery::with_minimum_required_clauses(
-            concept_qs, required,
-        ))
+        let required = if relax { 1 } else { counted.div_ceil(3).max(1) };
+        (
+            Box::new(BooleanQuery::with_minimum_required_clauses(
+                concept_qs, required,
+            )),
+            required,
+        )
     }
 
     /// What to mark in snippets.
