@@ -13,7 +13,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, OnceLock};
 
-use pinyin::ToPinyin;
+use pinyin::{ToPinyin, ToPinyinMulti};
 use tantivy::tokenizer::{Language, Stemmer, TextAnalyzer, Token, TokenStream, Tokenizer};
 use tantivy_jieba::jieba_rs::Jieba;
 use tantivy_jieba::JiebaTokenizer;
@@ -48,7 +48,11 @@ pub(crate) fn to_simplified(text: &str) -> std::borrow::Cow<'_, str> {
     if !text.chars().any(is_han) {
         return std::borrow::Cow::Borrowed(text);
     }
-    let conv = fast2s::convert(text);
+    let mut conv = fast2s::convert(text);
+    // fast2s keeps the older simplified form 谘 for 諮; 咨 is the one in use (咨询).
+    if conv.contains('谘') {
+        conv = conv.replace('谘', "咨");
+    }
     if conv.len() == text.len() && conv != text {
         std::borrow::Cow::Owned(conv)
     } else {
@@ -270,6 +274,35 @@ pub(crate) fn syllables(word: &str) -> Vec<&'static str> {
 /// Joined toneless pinyin of a Han string, e.g. `护照` → `huzhao`.
 pub(crate) fn joined_pinyin(word: &str) -> String {
     syllables(word).concat()
+}
+
+/// Every reading of a Han word as joined toneless pinyin, heteronyms combined (the
+/// usual reading first, at most `cap` readings): `亚的斯亚贝巴` is typed both
+/// `yadesiyabeiba` and `yadisiyabeiba`.
+pub(crate) fn pinyin_readings(word: &str, cap: usize) -> Vec<String> {
+    let mut out = vec![String::new()];
+    for c in word.chars() {
+        let Some(multi) = c.to_pinyin_multi() else {
+            continue;
+        };
+        let mut readings: Vec<&str> = Vec::new();
+        for p in multi {
+            if !readings.contains(&p.plain()) {
+                readings.push(p.plain());
+            }
+        }
+        let mut next = Vec::with_capacity(out.len() * readings.len());
+        for prefix in &out {
+            for r in &readings {
+                if next.len() < cap {
+                    next.push(format!("{prefix}{r}"));
+                }
+            }
+        }
+        out = next;
+    }
+    out.retain(|s| !s.is_empty());
+    out
 }
 
 /// Keyboards cannot type `ü`: index it both as `v` (the IME convention, `lvxing`) and as
@@ -525,6 +558,10 @@ mod tests {
             "{v:?}"
         );
         assert!(!is_pinyin_syllable("passport"));
+        let r = pinyin_readings("亚的斯", 16);
+        assert_eq!(r[0], "yadesi");
+        assert!(r.contains(&"yadisi".to_string()), "{r:?}");
+        assert!(pinyin_readings("长长长长长长", 16).len() <= 16);
         assert!(
             is_pinyin_word("huzhao")
                 && is_pinyin_word("yanglaojin")
@@ -538,6 +575,7 @@ mod tests {
     #[test]
     fn traditional_is_folded_to_simplified_keeping_offsets() {
         assert_eq!(to_simplified("護照遺失"), "护照遗失");
+        assert_eq!(to_simplified("在線諮詢"), "在线咨询");
         assert_eq!(to_simplified("护照 passport"), "护照 passport");
         let w = words("我的護照遺失了");
         assert!(w.contains(&"护照".to_string()), "{w:?}");

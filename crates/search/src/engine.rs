@@ -39,8 +39,10 @@ impl Default for WriterOptions {
 const MAX_LIMIT: usize = 1000;
 const MAX_OFFSET: usize = 10_000;
 /// Score added to articles in the language of the query text when no locale filter is
-/// given (typical matching articles score 10–80).
-const SCRIPT_PREFERENCE: f32 = 3.0;
+/// given (typical matching articles score 5–30): enough to put the version in the
+/// reader's language first when both exist, small enough that an article existing
+/// only in the other language still ranks by relevance.
+const SCRIPT_PREFERENCE: f32 = 1.0;
 /// Country term for articles that apply everywhere.
 const ALL_COUNTRIES: &str = "*";
 
@@ -391,12 +393,17 @@ impl SearchEngine for TantivyEngine {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let plan = planner.plan(&q.text);
+        let searcher = self.reader.searcher();
+        let df = |t: &Term| searcher.doc_freq(t).unwrap_or(0);
+        let text = self.fields.text;
+        let known = |term: &str| {
+            df(&Term::from_field_text(text.body, term)) > 0
+                || df(&Term::from_field_text(text.title, term)) > 0
+        };
+        let plan = planner.plan(&q.text, &known);
         if plan.is_empty() {
             return Ok(SearchResults::default());
         }
-        let searcher = self.reader.searcher();
-        let df = |t: &Term| searcher.doc_freq(t).unwrap_or(0);
         let num_docs = searcher.num_docs();
         let limit = q.limit.min(MAX_LIMIT);
         let offset = q.offset.min(MAX_OFFSET);

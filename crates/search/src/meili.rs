@@ -553,7 +553,8 @@ impl SearchEngine for MeiliEngine {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let plan = planner.plan(&q.text);
+        // Meilisearch corrects typos itself; the planner only drops frames here.
+        let plan = planner.plan(&q.text, &|_| true);
         if plan.is_empty() {
             return Ok(SearchResults::default());
         }
