@@ -5,7 +5,10 @@
 //! query with a country filter, all through the built-in dictionary.
 //!
 //! `cargo run --release -p lingshi-search --example bench -- [N] [--threads T]
-//! [--heap-mib M] [--batch B] [--rounds R]`
+//! [--heap-mib M] [--batch B] [--rounds R] [--index DIR]`
+//!
+//! With `--index DIR` the index is kept in DIR and reused when it already holds N
+//! documents (to measure search changes without indexing again).
 //!
 //! The vocabulary is small (about 80 words per language), so every query word occurs
 //! in most documents of its language: a worst case for posting-list lengths.
@@ -336,9 +339,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let batch: usize = arg(&args, "--batch").unwrap_or(1000);
     let rounds: usize = arg(&args, "--rounds").unwrap_or(40);
-    let dir = std::env::temp_dir().join(format!("lingshi-search-bench-{}", std::process::id()));
+    let keep: Option<std::path::PathBuf> = arg(&args, "--index");
+    let dir = keep.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("lingshi-search-bench-{}", std::process::id()))
+    });
     let engine = TantivyEngine::open_with(&dir, Synonyms::builtin(), options)?;
+    if keep.is_some() && engine.doc_count()? == n as u64 {
+        println!("reusing the index in {} ({n} docs)", dir.display());
+    } else {
+        engine.clear()?;
+        index(&engine, n, batch, options)?;
+    }
+    search(&engine, rounds)?;
+    drop(engine);
+    if keep.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    Ok(())
+}
 
+fn index(
+    engine: &TantivyEngine,
+    n: usize,
+    batch: usize,
+    options: WriterOptions,
+) -> Result<(), Box<dyn std::error::Error>> {
     let docs = synthetic(n);
     let cpu0 = process_cpu();
     let t = Instant::now();
@@ -360,6 +385,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         n as f64 / total.as_secs_f64(),
         engine.index_size_bytes() as f64 / (1024.0 * 1024.0)
     );
+    Ok(())
+}
+
+fn search(engine: &TantivyEngine, rounds: usize) -> Result<(), Box<dyn std::error::Error>> {
 
     let classes: &[(&str, &[&str])] = &[
         (
@@ -437,7 +466,5 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         report(name, &mut times, &mut cpus, totals);
     }
     report("all", &mut all_wall, &mut all_cpu, 0);
-    drop(engine);
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
