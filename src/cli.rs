@@ -6,9 +6,14 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 
-use crate::auth::{check_missions, check_role, hash_password};
 use crate::config::Config;
-use crate::store::Store;
+use crate::domain::events::Offline;
+use crate::domain::kb::NoIndex;
+use crate::domain::model::{Actor, SaveOutcome};
+use crate::domain::sessions::{NewStaff, MIN_PASSWORD_CHARS};
+use crate::domain::types::{MissionId, Role};
+use crate::metrics::Metrics;
+use crate::server::Opened;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -93,8 +98,6 @@ pub fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-pub const MIN_PASSWORD_CHARS: usize = 8;
-
 fn read_password(from_stdin: bool) -> anyhow::Result<String> {
     let password = if from_stdin {
         let mut line = String::new();
@@ -119,54 +122,78 @@ fn read_password(from_stdin: bool) -> anyhow::Result<String> {
     Ok(password)
 }
 
+/// The domain without a server: the store, a writer, no sockets and no index.
+async fn open_offline(config: &Config) -> anyhow::Result<Opened> {
+    crate::server::open(
+        std::sync::Arc::new(config.clone()),
+        std::sync::Arc::new(Offline),
+        std::sync::Arc::new(Offline),
+        std::sync::Arc::new(Metrics::default()),
+        std::sync::Arc::new(NoIndex),
+    )
+    .await
+}
+
 pub async fn agent_add(config: &Config, args: &AgentAdd) -> anyhow::Result<()> {
-    let email = args.email.trim();
-    if !(3..=254).contains(&email.len())
-        || !email.contains('@')
-        || email.contains(char::is_whitespace)
-    {
-        bail!("--email {email:?} is not an email address");
-    }
-    let name = args.name.trim();
-    if name.is_empty() || name.chars().count() > 100 {
-        bail!("--name must have 1 to 100 characters");
-    }
-    check_role(&args.role).map_err(anyhow::Error::msg)?;
-    if !(0..=100).contains(&args.capacity) {
-        bail!("--capacity must be between 0 and 100");
-    }
-    let missions: Vec<String> = args
+    let role = Role::parse(&args.role).map_err(|e| anyhow::anyhow!("--role: {e}"))?;
+    let missions: Vec<MissionId> = args
         .mission
         .iter()
-        .map(|m| m.trim().to_string())
+        .map(|m| m.trim())
         .filter(|m| !m.is_empty())
+        .map(MissionId::new)
         .collect();
-    check_missions(config, &missions).map_err(anyhow::Error::msg)?;
+    let unknown: Vec<&str> = missions
+        .iter()
+        .map(MissionId::as_str)
+        .filter(|m| config.mission(m).is_none())
+        .collect();
+    if !unknown.is_empty() || missions.is_empty() {
+        let known: Vec<&str> = config.missions.iter().map(|m| m.id.as_str()).collect();
+        bail!(
+            "unknown mission {:?} (configured: {}); at least one --mission is required",
+            unknown.join(","),
+            known.join(", ")
+        );
+    }
     let password = read_password(args.password_stdin)?;
-    let hash = hash_password(&password)?;
-    let store = Store::open(&config.data_dir).await?;
-    let id = store
-        .create_agent(email, name, &args.role, &hash, args.capacity, &missions)
-        .await
-        .map_err(|e| anyhow::anyhow!("{}", e.detail()))?;
+    let opened = open_offline(config).await?;
+    let created = opened
+        .domain
+        .create_staff(
+            NewStaff {
+                email: args.email.clone(),
+                name: args.name.clone(),
+                role,
+                missions,
+                capacity: args.capacity,
+                password,
+            },
+            Actor::System,
+        )
+        .await;
+    opened.close().await?;
+    let a = created.map_err(|e| anyhow::anyhow!("{}", e.detail()))?;
+    let missions: Vec<&str> = a.missions.iter().map(MissionId::as_str).collect();
     println!(
-        "created {} {id} <{email}> for mission(s) {}",
-        args.role,
+        "created {} {} <{}> for mission(s) {}",
+        a.role,
+        a.id,
+        a.email,
         missions.join(", ")
     );
-    store.close().await;
     Ok(())
 }
 
 /// Bring the index up to date after a CLI write, or leave it to the running server.
-async fn update_index(config: &Config, store: &Store, rebuild: bool) -> anyhow::Result<()> {
-    use crate::kb::indexer::{state_file_for, Indexer};
-    match crate::kb::open_engine(config) {
+async fn update_index(config: &Config, opened: &Opened, rebuild: bool) -> anyhow::Result<()> {
+    use crate::domain::kb::indexer::{state_file_for, Indexer};
+    match crate::domain::kb::open_engine(config) {
         Ok(engine) => {
             let indexer = Indexer {
-                store: store.clone(),
+                store: opened.store.clone(),
                 engine,
-                state_file: state_file_for(&crate::kb::index_dir(config)),
+                state_file: state_file_for(&crate::domain::kb::index_dir(config)),
             };
             if rebuild {
                 let n = indexer.rebuild().await?;
@@ -178,7 +205,8 @@ async fn update_index(config: &Config, store: &Store, rebuild: bool) -> anyhow::
         }
         Err(lingshi_search::SearchError::Locked) => {
             if rebuild {
-                store
+                opened
+                    .store
                     .enqueue_full_reindex()
                     .await
                     .map_err(|e| anyhow::anyhow!("{}", e.detail()))?;
@@ -193,12 +221,11 @@ async fn update_index(config: &Config, store: &Store, rebuild: bool) -> anyhow::
 }
 
 pub async fn kb_import(config: &Config, dir: &std::path::Path) -> anyhow::Result<bool> {
-    use crate::kb::import::{find_files, import_dir};
-    use crate::store::SaveOutcome;
+    use crate::domain::kb::import::{find_files, import_dir};
     if !dir.is_dir() {
         bail!("{} is not a folder", dir.display());
     }
-    let store = Store::open(&config.data_dir).await?;
+    let opened = open_offline(config).await?;
     let total = find_files(dir)?.len() as u64;
     let bar = std::io::stderr().is_terminal().then(|| {
         let b = indicatif::ProgressBar::new(total);
@@ -208,7 +235,7 @@ pub async fn kb_import(config: &Config, dir: &std::path::Path) -> anyhow::Result
         );
         b
     });
-    let report = import_dir(&store, dir, |path, result| {
+    let report = import_dir(opened.store.as_ref(), dir, |path, result| {
         let shown = path.strip_prefix(dir).unwrap_or(path).display().to_string();
         match (&bar, result) {
             (_, Err(e)) => {
@@ -243,14 +270,14 @@ pub async fn kb_import(config: &Config, dir: &std::path::Path) -> anyhow::Result
         report.unchanged,
         report.errors.len()
     );
-    update_index(config, &store, false).await?;
-    store.close().await;
+    update_index(config, &opened, false).await?;
+    opened.close().await?;
     Ok(report.errors.is_empty())
 }
 
 pub async fn kb_reindex(config: &Config) -> anyhow::Result<()> {
-    let store = Store::open(&config.data_dir).await?;
-    update_index(config, &store, true).await?;
-    store.close().await;
+    let opened = open_offline(config).await?;
+    update_index(config, &opened, true).await?;
+    opened.close().await?;
     Ok(())
 }

@@ -119,6 +119,30 @@ fn default_timezone() -> String {
     "UTC".into()
 }
 
+impl Default for Mission {
+    fn default() -> Self {
+        Mission {
+            id: String::new(),
+            name: String::new(),
+            countries: vec![],
+            timezone: default_timezone(),
+        }
+    }
+}
+
+/// A subscriber to domain events, delivered through the outbox with Standard Webhooks
+/// signatures.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+pub struct Webhook {
+    /// Stable name; deliveries are recorded against it.
+    pub name: String,
+    pub url: String,
+    /// `whsec_<base64>`: the signing key.
+    pub secret: Secret,
+    /// Event types (`conversation.created`, `message.created`, ...), or `*`.
+    pub events: Vec<String>,
+}
+
 /// Limits that protect the server and other users from one client.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default)]
@@ -153,6 +177,23 @@ pub struct Limits {
     pub image_max_pixels: u64,
     /// Uploads that no message references are removed after this long.
     pub unreferenced_upload_ttl_secs: u64,
+    /// Uploads one person may make per minute.
+    pub uploads_per_minute: u32,
+    /// Upload bytes one client address may send per hour.
+    pub upload_bytes_per_address_per_hour: u64,
+    /// Bytes of uploads one person may hold that no message uses yet.
+    pub unreferenced_upload_bytes_per_person: u64,
+    /// Bytes of uploads no message uses, for everyone together; beyond it uploads wait.
+    pub unreferenced_upload_bytes_max: u64,
+    /// Seconds a connection has to send a request's headers (also closes idle
+    /// keep-alive connections and clients trickling headers).
+    pub http_header_timeout_secs: u64,
+    /// Seconds a request (body included) may take; uploads get four times this.
+    pub http_request_timeout_secs: u64,
+    /// Connections one client address may hold at once.
+    pub connections_per_address: usize,
+    /// Connections in all; 0 = as many as the open-file limit allows, minus a reserve.
+    pub connections_max: usize,
 }
 
 impl Default for Limits {
@@ -172,6 +213,14 @@ impl Default for Limits {
             image_max_bytes: 10 * 1024 * 1024,
             image_max_pixels: 40_000_000,
             unreferenced_upload_ttl_secs: 24 * 3600,
+            uploads_per_minute: 10,
+            upload_bytes_per_address_per_hour: 200 * 1024 * 1024,
+            unreferenced_upload_bytes_per_person: 50 * 1024 * 1024,
+            unreferenced_upload_bytes_max: 2 * 1024 * 1024 * 1024,
+            http_header_timeout_secs: 10,
+            http_request_timeout_secs: 30,
+            connections_per_address: 1024,
+            connections_max: 0,
         }
     }
 }
@@ -211,19 +260,12 @@ impl Default for Sessions {
 }
 
 /// Knowledge-base settings.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(default)]
 pub struct KbSettings {
-    /// Search synonyms (groups of equivalent words across languages); missing = none.
+    /// Extra search synonyms (groups of equivalent words across languages) added to
+    /// the ones shipped in the binary; empty = none.
     pub synonyms_file: PathBuf,
-}
-
-impl Default for KbSettings {
-    fn default() -> Self {
-        KbSettings {
-            synonyms_file: PathBuf::from("knowledge-base/synonyms.toml"),
-        }
-    }
 }
 
 /// The whole configuration of one Lingshi process.
@@ -242,6 +284,7 @@ pub struct Config {
     pub identity: Identity,
     pub sessions: Sessions,
     pub kb: KbSettings,
+    pub webhooks: Vec<Webhook>,
 }
 
 impl Default for Config {
@@ -262,6 +305,7 @@ impl Default for Config {
             identity: Identity::default(),
             sessions: Sessions::default(),
             kb: KbSettings::default(),
+            webhooks: vec![],
         }
     }
 }
@@ -370,8 +414,43 @@ impl Config {
             || l.unreferenced_upload_ttl_secs == 0
             || l.ping_interval_secs == 0
             || l.idle_timeout_secs <= l.ping_interval_secs
+            || l.http_header_timeout_secs == 0
+            || l.http_request_timeout_secs == 0
+            || l.connections_per_address == 0
+            || l.uploads_per_minute == 0
+            || l.upload_bytes_per_address_per_hour == 0
         {
             return bad("limits: every limit must be positive, frame_max_bytes at least 1024, and idle_timeout_secs larger than ping_interval_secs".into());
+        }
+        let mut names = Vec::new();
+        for w in &self.webhooks {
+            if w.name.is_empty()
+                || !w
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return bad(format!(
+                    "webhook name {:?} must be letters, digits, '-' or '_'",
+                    w.name
+                ));
+            }
+            if names.contains(&&w.name) {
+                return bad(format!("webhook {:?} is configured twice", w.name));
+            }
+            names.push(&w.name);
+            if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+                return bad(format!(
+                    "webhook {:?}: url must be http:// or https://",
+                    w.name
+                ));
+            }
+            if signing_key(&w.secret).is_none() {
+                return bad(format!(
+                    "webhook {:?}: secret must be whsec_ followed by base64",
+                    w.name
+                ));
+            }
         }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return bad(format!(
@@ -401,6 +480,14 @@ impl Config {
             .or_else(|| self.mission(&self.default_mission))
             .expect("default mission validated at load")
     }
+}
+
+/// The HMAC key of a Standard Webhooks secret (`whsec_<base64>`).
+pub fn signing_key(secret: &Secret) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let b64 = secret.expose().strip_prefix("whsec_")?;
+    let key = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+    (!key.is_empty()).then_some(key)
 }
 
 /// ISO 3166-1 alpha-2 shape: two ASCII uppercase letters.

@@ -1,10 +1,8 @@
-//! One error type for every adapter: HTTP turns it into the contract's
-//! `{"error": {"code", "message"}}` body, the WebSocket hub into an `error` frame.
+//! One error type for the domain and every adapter: HTTP turns it into the contract's
+//! `{"error": {"code", "message"}}` body (`crate::http::error`), the socket into an
+//! `error` frame.
 //! Internal errors are logged once (where they become a response) and returned opaque.
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +29,9 @@ pub enum AppError {
     /// The server is shutting down or overloaded; the client should retry.
     #[error("{0}")]
     Unavailable(String),
+    /// The request took longer than the server allows.
+    #[error("{0}")]
+    Timeout(String),
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -63,22 +64,25 @@ impl AppError {
             AppError::UnsupportedMediaType(_) => "unsupported_media_type",
             AppError::RateLimited { .. } => "rate_limited",
             AppError::Unavailable(_) => "unavailable",
+            AppError::Timeout(_) => "request_timeout",
             AppError::Internal(_) => "internal",
         }
     }
 
-    pub fn status(&self) -> StatusCode {
+    /// The HTTP status of the contract for this error.
+    pub fn status(&self) -> u16 {
         match self {
-            AppError::InvalidInput(_) => StatusCode::BAD_REQUEST,
-            AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            AppError::Forbidden(_) => StatusCode::FORBIDDEN,
-            AppError::NotFound(_) => StatusCode::NOT_FOUND,
-            AppError::Conflict(_) => StatusCode::CONFLICT,
-            AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            AppError::InvalidInput(_) => 400,
+            AppError::Unauthorized(_) => 401,
+            AppError::Forbidden(_) => 403,
+            AppError::NotFound(_) => 404,
+            AppError::Conflict(_) => 409,
+            AppError::TooLarge(_) => 413,
+            AppError::UnsupportedMediaType(_) => 415,
+            AppError::RateLimited { .. } => 429,
+            AppError::Unavailable(_) => 503,
+            AppError::Timeout(_) => 408,
+            AppError::Internal(_) => 500,
         }
     }
 
@@ -110,53 +114,5 @@ impl AppError {
     /// The contract's error body.
     pub fn body(&self) -> serde_json::Value {
         json!({"error": {"code": self.code(), "message": self.public_message()}})
-    }
-}
-
-impl From<sqlx::Error> for AppError {
-    fn from(e: sqlx::Error) -> Self {
-        AppError::Internal(anyhow::Error::new(e))
-    }
-}
-
-impl IntoResponse for AppError {
-    fn into_response(self) -> Response {
-        self.log();
-        let mut resp = (self.status(), axum::Json(self.body())).into_response();
-        if let AppError::RateLimited {
-            retry_after_secs, ..
-        } = &self
-        {
-            if let Ok(v) = HeaderValue::from_str(&retry_after_secs.max(&1).to_string()) {
-                resp.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-        }
-        resp
-    }
-}
-
-impl From<JsonRejection> for AppError {
-    fn from(r: JsonRejection) -> Self {
-        match r {
-            JsonRejection::MissingJsonContentType(_) => {
-                AppError::UnsupportedMediaType("expected Content-Type: application/json".into())
-            }
-            JsonRejection::BytesRejection(b) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                AppError::TooLarge("request body is too large".into())
-            }
-            other => AppError::InvalidInput(format!("invalid JSON body: {}", other.body_text())),
-        }
-    }
-}
-
-impl From<QueryRejection> for AppError {
-    fn from(r: QueryRejection) -> Self {
-        AppError::InvalidInput(format!("invalid query string: {}", r.body_text()))
-    }
-}
-
-impl From<PathRejection> for AppError {
-    fn from(_: PathRejection) -> Self {
-        AppError::NotFound("no such resource".into())
     }
 }

@@ -52,6 +52,9 @@ impl Histogram {
 const LATENCY_BOUNDS: &[f64] = &[
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
 ];
+const DELIVERY_BOUNDS: &[f64] = &[
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 3600.0,
+];
 const BATCH_BOUNDS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
 
 pub struct Metrics {
@@ -65,6 +68,16 @@ pub struct Metrics {
     pub ack_latency: Histogram,
     pub commit_batch: Histogram,
     pub commit_seconds: Histogram,
+    /// Outbox rows not yet delivered.
+    pub outbox_pending: AtomicI64,
+    /// Undelivered rows that failed at least once.
+    pub outbox_failing: AtomicI64,
+    /// Age of the oldest undelivered row, in milliseconds (the outbox lag).
+    pub outbox_oldest_pending_ms: AtomicI64,
+    pub outbox_delivered: AtomicU64,
+    pub outbox_failures: AtomicU64,
+    /// Time from a row's commit to its delivery.
+    pub outbox_delivery_seconds: Histogram,
 }
 
 impl Default for Metrics {
@@ -80,6 +93,12 @@ impl Default for Metrics {
             ack_latency: Histogram::new(LATENCY_BOUNDS),
             commit_batch: Histogram::new(BATCH_BOUNDS),
             commit_seconds: Histogram::new(LATENCY_BOUNDS),
+            outbox_pending: AtomicI64::new(0),
+            outbox_failing: AtomicI64::new(0),
+            outbox_oldest_pending_ms: AtomicI64::new(0),
+            outbox_delivered: AtomicU64::new(0),
+            outbox_failures: AtomicU64::new(0),
+            outbox_delivery_seconds: Histogram::new(DELIVERY_BOUNDS),
         }
     }
 }
@@ -134,6 +153,41 @@ impl Metrics {
             "Sockets closed with 4008 because the client could not keep up.",
             "counter",
             self.slow_consumer_closes.load(Relaxed).to_string(),
+        );
+        gauge(
+            "lingshi_outbox_pending",
+            "Outbox rows not yet delivered.",
+            "gauge",
+            self.outbox_pending.load(Relaxed).to_string(),
+        );
+        gauge(
+            "lingshi_outbox_failing",
+            "Undelivered outbox rows that failed at least once.",
+            "gauge",
+            self.outbox_failing.load(Relaxed).to_string(),
+        );
+        gauge(
+            "lingshi_outbox_lag_seconds",
+            "Age of the oldest undelivered outbox row.",
+            "gauge",
+            (self.outbox_oldest_pending_ms.load(Relaxed) as f64 / 1000.0).to_string(),
+        );
+        gauge(
+            "lingshi_outbox_delivered_total",
+            "Outbox rows delivered.",
+            "counter",
+            self.outbox_delivered.load(Relaxed).to_string(),
+        );
+        gauge(
+            "lingshi_outbox_failures_total",
+            "Failed outbox delivery attempts.",
+            "counter",
+            self.outbox_failures.load(Relaxed).to_string(),
+        );
+        self.outbox_delivery_seconds.render(
+            &mut out,
+            "lingshi_outbox_delivery_seconds",
+            "Time from an outbox row's commit to its delivery.",
         );
         self.ack_latency.render(
             &mut out,

@@ -1,4 +1,7 @@
-//! Wiring: application state, starting the HTTP/WebSocket server, graceful shutdown.
+//! Wiring: open the store and the index, build the domain around its seams (the store,
+//! the hub as publisher, the couriers), start the workers, serve HTTP and WebSocket,
+//! and shut down in order. The only module that knows every other one; nothing imports
+//! it but `main` and the command line.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
@@ -9,49 +12,109 @@ use anyhow::Context;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::attachments::{Attachments, Blobs};
-use crate::auth::{IdentityVerifier, RateLimiter};
-use crate::chat::{Chat, Writer};
+use crate::app::{App, AppState};
 use crate::config::Config;
+use crate::domain::assigner::MergeQueue;
+use crate::domain::attachments::{AttachmentState, Blobs};
+use crate::domain::events::{Connections, Publisher};
+use crate::domain::identity::IdentityVerifier;
+use crate::domain::kb::indexer::{state_file_for, Indexer};
+use crate::domain::kb::KbState;
+use crate::domain::limits::Limiters;
+use crate::domain::outbox::OutboxWorker;
+use crate::domain::ports::Store;
+use crate::domain::writer::{Writer, WriterParts};
+use crate::domain::{Domain, Inner};
+use crate::http::listener::{connection_budget, ConnectionLimits};
 use crate::hub::Hub;
-use crate::kb::indexer::{state_file_for, Indexer};
-use crate::kb::Kb;
 use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::store::SqliteStore;
 
-/// Everything a handler needs: one pointer, so every request and every socket task
-/// holds a single reference rather than a copy of each part.
-#[derive(Clone)]
-pub struct AppState(Arc<AppParts>);
+/// A domain with its writer running, for the command line and the server alike.
+pub struct Opened {
+    pub domain: Domain,
+    pub store: Arc<dyn Store>,
+    writer_stop: CancellationToken,
+    writer_task: JoinHandle<()>,
+}
 
-impl std::ops::Deref for AppState {
-    type Target = AppParts;
-    fn deref(&self) -> &AppParts {
-        &self.0
+impl Opened {
+    /// Commit what was accepted and close the database.
+    pub async fn close(self) -> anyhow::Result<()> {
+        self.writer_stop.cancel();
+        self.writer_task.await.context("writer task failed")?;
+        self.store.close().await;
+        Ok(())
     }
 }
 
-pub struct AppParts {
-    pub config: Arc<Config>,
-    pub store: Store,
-    pub hub: Arc<Hub>,
-    pub chat: Chat,
-    pub metrics: Arc<Metrics>,
-    pub identity: Arc<IdentityVerifier>,
-    pub session_limiter: Arc<RateLimiter>,
-    pub attachments: Attachments,
-    pub kb: Kb,
+/// Open the store and build the domain around `publisher` and `connections` (the hub
+/// for a server, nothing for a command). `engine` is the search index the domain
+/// searches (a command that must not hold the index passes an empty one).
+pub async fn open(
+    config: Arc<Config>,
+    publisher: Arc<dyn Publisher>,
+    connections: Arc<dyn Connections>,
+    metrics: Arc<Metrics>,
+    engine: Arc<dyn lingshi_search::SearchEngine>,
+) -> anyhow::Result<Opened> {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.data_dir).await?);
+    let identity = IdentityVerifier::from_config(&config.identity)?;
+    let assigner = MergeQueue::new();
+    let outbox_wake = Arc::new(tokio::sync::Notify::new());
+    let writer_stop = CancellationToken::new();
+    let (writer, writer_task) = Writer::start(
+        WriterParts {
+            store: store.clone(),
+            config: config.clone(),
+            publisher: publisher.clone(),
+            metrics: metrics.clone(),
+            assigner: assigner.clone(),
+            outbox_wake: outbox_wake.clone(),
+        },
+        config.limits.write_queue,
+        config.limits.commit_batch_max,
+        writer_stop.clone(),
+    );
+    let attachments = AttachmentState {
+        blobs: Blobs::open(&config.data_dir).context("cannot create the attachments folder")?,
+        limits: Arc::new(lingshi_media::Limits {
+            max_bytes: config.limits.image_max_bytes,
+            max_pixels: config.limits.image_max_pixels,
+            thumb_max_side: 512,
+        }),
+    };
+    let domain = Domain::new(Inner {
+        limits: Limiters::new(&config.limits),
+        config,
+        store: store.clone(),
+        publisher,
+        connections,
+        metrics,
+        writer,
+        assigner,
+        presence: MergeQueue::new(),
+        kb: KbState::new(engine),
+        attachments,
+        identity,
+        outbox_wake,
+    });
+    Ok(Opened {
+        domain,
+        store,
+        writer_stop,
+        writer_task,
+    })
 }
 
 /// A running server. Dropping it does not stop it; call [`Server::shutdown`].
 pub struct Server {
     addr: SocketAddr,
     state: AppState,
+    opened: Opened,
     stop_accepting: CancellationToken,
-    stop_writer: CancellationToken,
     stop_background: CancellationToken,
-    serve_task: JoinHandle<std::io::Result<()>>,
-    writer_task: JoinHandle<()>,
+    serve_task: JoinHandle<()>,
 }
 
 impl Server {
@@ -60,89 +123,53 @@ impl Server {
     pub async fn start(config: Config) -> anyhow::Result<Server> {
         config.validate()?;
         let config = Arc::new(config);
-        let store = Store::open(&config.data_dir).await?;
-        let identity = Arc::new(IdentityVerifier::from_config(&config.identity)?);
         let metrics = Arc::new(Metrics::default());
         let hub = Arc::new(Hub::new(config.limits.outbound_queue));
-        let engine = crate::kb::open_engine(&config).map_err(|e| match e {
+        let engine = crate::domain::kb::open_engine(&config).map_err(|e| match e {
             lingshi_search::SearchError::Locked => anyhow::anyhow!(
                 "the search index {} is in use by another lingshi server; stop it or use another --data-dir",
-                crate::kb::index_dir(&config).display()
+                crate::domain::kb::index_dir(&config).display()
             ),
             other => anyhow::anyhow!("cannot open the search index: {other}"),
         })?;
-        let kb = Kb {
-            store: store.clone(),
-            engine: engine.clone(),
-            index_wake: Arc::default(),
-            suggest_slots: Arc::new(tokio::sync::Semaphore::new(2)),
-            suggested_at: Arc::default(),
-        };
-        let stop_writer = CancellationToken::new();
-        let (writer, writer_task) = Writer::start(
-            store.clone(),
+        let opened = open(
+            config.clone(),
+            hub.clone(),
             hub.clone(),
             metrics.clone(),
-            config.limits.write_queue,
-            config.limits.commit_batch_max,
-            stop_writer.clone(),
-        );
-        let attachments = Attachments {
-            store: store.clone(),
-            blobs: Blobs::open(&config.data_dir).context("cannot create the attachments folder")?,
-            limits: Arc::new(lingshi_media::Limits {
-                max_bytes: config.limits.image_max_bytes,
-                max_pixels: config.limits.image_max_pixels,
-                thumb_max_side: 512,
-            }),
-        };
+            engine.clone(),
+        )
+        .await?;
+        let domain = opened.domain.clone();
         let stop_background = CancellationToken::new();
-        attachments.clone().spawn_gc(
-            Duration::from_secs(config.limits.unreferenced_upload_ttl_secs),
-            Duration::from_secs(3600.min(config.limits.unreferenced_upload_ttl_secs.max(1))),
-            stop_background.clone(),
-        );
-        let state = AppState(Arc::new(AppParts {
-            attachments,
-            chat: Chat {
-                config: config.clone(),
-                store: store.clone(),
-                hub: hub.clone(),
-                writer,
-                assign_lock: Arc::default(),
-                kb: kb.clone(),
-            },
-            kb: kb.clone(),
-            session_limiter: Arc::new(RateLimiter::new(config.limits.sessions_per_minute)),
-            config: config.clone(),
-            store,
-            hub,
-            metrics,
-            identity,
-        }));
-        state.hub.clone().spawn_heartbeat(
+        domain.spawn_workers(&stop_background);
+        hub.clone().spawn_heartbeat(
             Duration::from_secs(config.limits.ping_interval_secs),
             Duration::from_secs(config.limits.idle_timeout_secs),
             stop_background.clone(),
         );
-        let indexer = Indexer {
-            store: state.store.clone(),
+        // Catch up in the background: a first build of a large index must not hold
+        // the chat back.
+        Indexer {
+            store: opened.store.clone(),
             engine,
-            state_file: state_file_for(&crate::kb::index_dir(&config)),
-        };
-        {
-            // Catch up in the background: a first build of a large index must not hold
-            // the chat back.
-            let indexer = indexer.clone();
-            let wake = kb.index_wake.clone();
-            let stop = stop_background.clone();
-            tokio::spawn(async move {
-                if let Err(e) = indexer.start().await {
-                    tracing::error!(error = ?e, "search index catch-up failed");
-                }
-                indexer.spawn(wake, stop);
-            });
+            state_file: state_file_for(&crate::domain::kb::index_dir(&config)),
         }
+        .spawn(domain.kb.index_wake.clone(), stop_background.clone());
+        OutboxWorker {
+            store: opened.store.clone(),
+            courier: Arc::new(crate::outbound::WebhookCourier::new(&config)?),
+            metrics: metrics.clone(),
+            wake: domain.outbox_wake.clone(),
+            node: node_name(),
+        }
+        .spawn(stop_background.clone());
+        let state = AppState::new(App {
+            config: config.clone(),
+            domain,
+            hub,
+            metrics,
+        });
         let listener = tokio::net::TcpListener::bind(config.bind_addr())
             .await
             .with_context(|| format!("cannot listen on {}", config.bind))?;
@@ -150,23 +177,23 @@ impl Server {
         let app = crate::http::router(state.clone());
         let stop_accepting = CancellationToken::new();
         let stop = stop_accepting.clone();
-        let serve_task = tokio::spawn(async move {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await
-        });
+        let limits = ConnectionLimits {
+            header_timeout: Duration::from_secs(config.limits.http_header_timeout_secs),
+            per_address: config.limits.connections_per_address,
+            total: match config.limits.connections_max {
+                0 => connection_budget(),
+                n => n,
+            },
+        };
+        let serve_task = tokio::spawn(crate::http::listener::serve(listener, app, limits, stop));
         tracing::info!(%addr, data_dir = %config.data_dir.display(), missions = config.missions.len(), "lingshi listening");
         Ok(Server {
             addr,
             state,
+            opened,
             stop_accepting,
-            stop_writer,
             stop_background,
             serve_task,
-            writer_task,
         })
     }
 
@@ -176,6 +203,12 @@ impl Server {
 
     pub fn state(&self) -> &AppState {
         &self.state
+    }
+
+    /// Wait until background work caused so far (auto-assignment, presence) is done;
+    /// tests drive the workers with this instead of sleeping.
+    pub async fn settle(&self) {
+        self.state.domain.settle().await
     }
 
     /// Stop accepting, close sockets with 1001, commit every accepted message, close
@@ -192,20 +225,23 @@ impl Server {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         match tokio::time::timeout(Duration::from_secs(10), self.serve_task).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "server ended with an error"),
+            Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "server task failed"),
             Err(_) => tracing::warn!("in-flight requests did not finish within 10 s"),
         }
         self.stop_background.cancel();
-        self.stop_writer.cancel();
-        self.writer_task
-            .await
-            .context("message writer task failed")?;
-        self.state.store.close().await;
+        self.opened.close().await?;
         tracing::info!("shutdown complete");
         Ok(())
     }
+}
+
+/// This process's name in worker leases.
+fn node_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "node".into());
+    format!("{host}:{}:{}", std::process::id(), uuid::Uuid::now_v7())
 }
 
 /// Run until SIGTERM or Ctrl-C, then shut down gracefully.

@@ -75,6 +75,8 @@ async fn auto_assignment_respects_capacity_and_online_state() {
         let c = app.citizen(&format!("citizen {i}"), Some("BE")).await;
         convs.push(conv_of(&app, &c).await);
     }
+    // Auto-assignment runs in the background, off the request path.
+    app.settle().await;
     let mut assignees = vec![];
     for id in &convs {
         assignees.push(
@@ -128,6 +130,7 @@ async fn auto_assignment_respects_capacity_and_online_state() {
         )
         .await;
     assert_eq!(s, 200);
+    app.settle().await;
     let now = get_conv(&app, &admin.token, &convs[3]).await;
     assert_eq!(now["status"], "assigned");
     assert_eq!(now["assignee_id"], free.id.as_str());
@@ -161,7 +164,7 @@ async fn a_queued_conversation_goes_to_the_agent_who_comes_online() {
         .await;
     assert_eq!(r.0, 200);
     let mut ws = app.ws(&agent.token).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.settle().await;
     assert_eq!(get_conv(&app, &c.token, &id).await["status"], "open");
     // Presence over the socket: citizens cannot set it, bad values are refused.
     ws.send(json!({"type": "presence", "status": "asleep"}))

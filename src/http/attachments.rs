@@ -1,15 +1,18 @@
 //! `POST /v1/attachments` (multipart field `file`) and the guarded downloads.
 
-use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Multipart, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
-use super::Auth;
+use super::{client_ip, AppPath, Auth};
+use crate::app::AppState;
+use crate::domain::attachments::{Download, Variant};
 use crate::error::{AppError, AppResult};
-use crate::server::AppState;
-use crate::views::attachment_json;
+use crate::wire::attachment_view;
 
 pub fn router(max_bytes: usize) -> Router<AppState> {
     Router::new()
@@ -32,10 +35,11 @@ fn too_large(max: usize) -> AppError {
 
 async fn upload(
     State(state): State<AppState>,
+    info: ConnectInfo<SocketAddr>,
     auth: Auth,
     mut multipart: Multipart,
 ) -> AppResult<impl IntoResponse> {
-    let max = state.attachments.limits.max_bytes;
+    let max = state.domain.upload_max_bytes();
     let mut file: Option<Vec<u8>> = None;
     loop {
         let field = match multipart.next_field().await {
@@ -78,28 +82,32 @@ async fn upload(
         break;
     }
     let bytes = file.ok_or_else(|| AppError::invalid("multipart field \"file\" is missing"))?;
-    let rec = state.attachments.upload(&auth.principal, bytes).await?;
-    Ok((StatusCode::CREATED, Json(attachment_json(&rec))))
+    let rec = state
+        .domain
+        .upload(&auth.principal, client_ip(&info), bytes)
+        .await?;
+    Ok((StatusCode::CREATED, Json(attachment_view(&rec))))
 }
 
-fn serve_blob(
-    state: &AppState,
-    sha: &str,
-    content_type: &str,
-    filename: String,
-    req_headers: &HeaderMap,
-) -> AppResult<Response> {
-    let etag = format!("\"{sha}\"");
+/// The bytes with headers that keep a browser from treating them as anything but an
+/// image of this user's: nosniff, a sandboxing CSP, private caching, an ETag.
+fn serve_blob(d: Download, thumb: bool, req_headers: &HeaderMap) -> AppResult<Response> {
+    let etag = format!("\"{}\"", d.sha256);
     let mut headers = HeaderMap::new();
     let hv = |s: &str| HeaderValue::from_str(s).map_err(|e| AppError::Internal(e.into()));
-    headers.insert(header::CONTENT_TYPE, hv(content_type)?);
+    headers.insert(header::CONTENT_TYPE, hv(&d.content_type)?);
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    let suffix = if thumb { "-thumb" } else { "" };
     headers.insert(
         header::CONTENT_DISPOSITION,
-        hv(&format!("inline; filename=\"{filename}\""))?,
+        hv(&format!(
+            "inline; filename=\"{}{suffix}.{}\"",
+            d.id,
+            ext(&d.content_type)
+        ))?,
     );
     // Content never changes under an id, but access is per user: private caches only.
     headers.insert(
@@ -118,10 +126,7 @@ fn serve_blob(
     {
         return Ok((StatusCode::NOT_MODIFIED, headers).into_response());
     }
-    let bytes = std::fs::read(state.attachments.blobs.path(sha)).map_err(|e| {
-        AppError::Internal(anyhow::anyhow!("attachment file {sha} unreadable: {e}"))
-    })?;
-    Ok((headers, bytes).into_response())
+    Ok((headers, d.bytes).into_response())
 }
 
 fn ext(content_type: &str) -> &'static str {
@@ -137,35 +142,25 @@ fn ext(content_type: &str) -> &'static str {
 async fn original(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
     headers: HeaderMap,
 ) -> AppResult<Response> {
-    serve_attachment(&state, &auth, &id, &headers, false).await
+    let d = state
+        .domain
+        .download(&auth.principal, &id, Variant::Original)
+        .await?;
+    serve_blob(d, false, &headers)
 }
 
 async fn thumb(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
     headers: HeaderMap,
 ) -> AppResult<Response> {
-    serve_attachment(&state, &auth, &id, &headers, true).await
-}
-
-/// The image or its thumbnail, when the caller may read the attachment.
-async fn serve_attachment(
-    state: &AppState,
-    auth: &Auth,
-    id: &str,
-    headers: &HeaderMap,
-    thumb: bool,
-) -> AppResult<Response> {
-    let a = state.attachments.readable(&auth.principal, id).await?;
-    let (sha, content_type, suffix) = if thumb {
-        (&a.thumb_sha256, &a.thumb_content_type, "-thumb")
-    } else {
-        (&a.sha256, &a.content_type, "")
-    };
-    let name = format!("{}{suffix}.{}", a.id, ext(content_type));
-    serve_blob(state, sha, content_type, name, headers)
+    let d = state
+        .domain
+        .download(&auth.principal, &id, Variant::Thumbnail)
+        .await?;
+    serve_blob(d, true, &headers)
 }

@@ -1,7 +1,7 @@
 //! Conversations and messages over HTTP: listing, history paging, the send fallback
-//! and the basic workflow (assign, transfer, resolve, reopen).
+//! and the workflow (assign, transfer, resolve, reopen, priority, labels).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -9,13 +9,12 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{AppJson, AppQuery, Auth, OptionalJson};
-use crate::auth::Principal;
-use crate::chat::SendInput;
+use super::{AppJson, AppPath, AppQuery, Auth, OptionalJson};
+use crate::app::AppState;
+use crate::domain::conversations::{ListRequest, SendInput};
+use crate::domain::model::Conversation;
 use crate::error::{AppError, AppResult};
-use crate::server::AppState;
-use crate::store::{ConversationFilter, MessagePage};
-use crate::views::{message_view, Ack, ConversationView};
+use crate::wire::{AckView, ConversationView, MessageView};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -39,19 +38,9 @@ struct ListQuery {
     mine: Option<bool>,
     priority: Option<String>,
     label: Option<String>,
-    /// `recent` (newest first, default) or `queue` (priority, then oldest first).
     order: Option<String>,
     limit: Option<i64>,
     cursor: Option<String>,
-}
-
-/// Cursors are `RANK.ID` of the last row of the previous page.
-fn parse_cursor(c: &str) -> AppResult<(i64, String)> {
-    let bad = || AppError::invalid("cursor is not one this server issued");
-    let (rank, id) = c.split_once('.').ok_or_else(bad)?;
-    let rank: i64 = rank.parse().map_err(|_| bad())?;
-    uuid::Uuid::parse_str(id).map_err(|_| bad())?;
-    Ok((rank, id.to_string()))
 }
 
 async fn list(
@@ -59,68 +48,41 @@ async fn list(
     auth: Auth,
     AppQuery(q): AppQuery<ListQuery>,
 ) -> AppResult<impl IntoResponse> {
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(AppError::invalid("limit must be between 1 and 200"));
-    }
-    if let Some(s) = &q.status {
-        if !matches!(s.as_str(), "open" | "assigned" | "resolved") {
-            return Err(AppError::invalid(
-                "status must be open, assigned or resolved",
-            ));
-        }
-    }
-    if let Some(p) = &q.priority {
-        if !crate::chat::workflow::PRIORITIES.contains(&p.as_str()) {
-            return Err(AppError::invalid(
-                "priority must be normal, urgent or emergency",
-            ));
-        }
-    }
-    let queue_order = match q.order.as_deref() {
-        None | Some("recent") => false,
-        Some("queue") => true,
-        Some(_) => return Err(AppError::invalid("order must be recent or queue")),
-    };
-    let after = q.cursor.as_deref().map(parse_cursor).transpose()?;
-    let mut f = ConversationFilter {
-        status: q.status,
-        priority: q.priority,
-        label: q.label.map(|l| l.trim().to_lowercase()),
-        queue_order,
-        after,
-        limit: limit + 1,
-        ..Default::default()
-    };
-    match &auth.principal {
-        Principal::Citizen(c) => f.citizen_id = Some(c.id.clone()),
-        Principal::Agent(a) => {
-            if !auth.principal.works_conversations() {
-                return Err(AppError::forbidden("editors do not work conversations"));
-            }
-            if !auth.principal.is_admin() {
-                f.missions = Some(a.missions.clone());
-                f.visible_assignee = Some(a.agent.id.clone());
-            }
-            if q.mine == Some(true) {
-                f.assignee_id = Some(a.agent.id.clone());
-            }
-        }
-    }
-    let mut rows = state.store.list_conversations(&f).await?;
-    let next_cursor = if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last()
-            .map(|c| format!("{}.{}", crate::store::priority_rank(&c.priority), c.id))
+    let p = &auth.principal;
+    let page = state
+        .domain
+        .list_conversations(
+            p,
+            ListRequest {
+                status: q.status,
+                mine: q.mine == Some(true),
+                priority: q.priority,
+                label: q.label,
+                order: q.order,
+                limit: q.limit,
+                cursor: q.cursor,
+            },
+        )
+        .await?;
+    let read = if p.sees_internal() {
+        state.domain.read_markers(p, &page.conversations).await?
     } else {
-        None
+        Default::default()
     };
-    let convs: Vec<ConversationView> = rows
+    let convs: Vec<ConversationView> = page
+        .conversations
         .iter()
-        .map(|c| ConversationView::for_principal(c, &auth.principal))
+        .map(|c| {
+            let v = ConversationView::for_principal(c, p);
+            if p.sees_internal() {
+                v.with_read_seq(Some(read.get(&c.id).copied().unwrap_or(0)))
+            } else {
+                v
+            }
+        })
         .collect();
     Ok(Json(
-        json!({"conversations": convs, "next_cursor": next_cursor}),
+        json!({"conversations": convs, "next_cursor": page.next_cursor}),
     ))
 }
 
@@ -136,7 +98,7 @@ async fn start(
 ) -> AppResult<impl IntoResponse> {
     let req = req.unwrap_or_default();
     let (conv, created) = state
-        .chat
+        .domain
         .start_conversation(&auth.principal, req.channel.as_deref())
         .await?;
     let status = if created {
@@ -153,9 +115,9 @@ async fn start(
 async fn show(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> AppResult<impl IntoResponse> {
-    let conv = state.chat.conversation_for(&auth.principal, &id).await?;
+    let conv = state.domain.conversation_for(&auth.principal, &id).await?;
     Ok(Json(ConversationView::for_principal(&conv, &auth.principal)).into_response())
 }
 
@@ -169,32 +131,23 @@ struct MessagesQuery {
 async fn messages(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
     AppQuery(q): AppQuery<MessagesQuery>,
 ) -> AppResult<impl IntoResponse> {
+    let p = &auth.principal;
     let limit = q.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
         return Err(AppError::invalid("limit must be between 1 and 200"));
     }
-    if q.after_seq.is_some_and(|s| s < 0) || q.before_seq.is_some_and(|s| s < 0) {
-        return Err(AppError::invalid(
-            "after_seq and before_seq must not be negative",
-        ));
-    }
-    let conv = state.chat.conversation_for(&auth.principal, &id).await?;
+    let conv = state.domain.conversation_for(p, &id).await?;
     let rows = state
-        .store
-        .messages(
-            &conv.id,
-            MessagePage {
-                after_seq: q.after_seq,
-                before_seq: q.before_seq,
-                limit,
-                include_notes: auth.principal.works_conversations(),
-            },
-        )
+        .domain
+        .history(p, &conv, q.after_seq, q.before_seq, limit)
         .await?;
-    let msgs: Vec<_> = rows.iter().map(message_view).collect();
+    let msgs: Vec<_> = rows
+        .iter()
+        .map(|m| MessageView::for_principal(m, p))
+        .collect();
     Ok(Json(json!({"messages": msgs})))
 }
 
@@ -210,11 +163,11 @@ struct SendRequest {
 async fn send(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
     AppJson(req): AppJson<SendRequest>,
 ) -> AppResult<impl IntoResponse> {
-    let committed = state
-        .chat
+    let outcome = state
+        .domain
         .send(
             &auth.principal,
             SendInput {
@@ -223,34 +176,48 @@ async fn send(
                 kind: req.kind,
                 body: req.body,
                 attachment_ids: req.attachment_ids,
+                channel: None,
             },
         )
         .await?;
-    let status = if committed.duplicate {
+    let status = if outcome.duplicate {
         StatusCode::OK
     } else {
         StatusCode::CREATED
     };
-    Ok((status, Json(Ack::from(&committed)).into_response()))
+    let ack = AckView::of(&outcome).ok_or_else(|| AppError::not_found("message"))?;
+    Ok((status, Json(ack).into_response()))
+}
+
+fn staff_view(conv: &Conversation) -> axum::response::Response {
+    Json(ConversationView::staff(conv)).into_response()
 }
 
 #[derive(Deserialize, Default)]
 struct AssignRequest {
     agent_id: Option<String>,
+    /// Compare-and-set: only if nobody else holds it (409 otherwise).
+    #[serde(default)]
+    if_unassigned: bool,
 }
 
 async fn assign(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
     OptionalJson(req): OptionalJson<AssignRequest>,
 ) -> AppResult<impl IntoResponse> {
     let req = req.unwrap_or_default();
     let conv = state
-        .chat
-        .assign(&auth.principal, &id, req.agent_id.as_deref())
+        .domain
+        .assign(
+            &auth.principal,
+            &id,
+            req.agent_id.as_deref(),
+            req.if_unassigned,
+        )
         .await?;
-    Ok(Json(ConversationView::from(&conv)).into_response())
+    Ok(staff_view(&conv))
 }
 
 #[derive(Deserialize)]
@@ -262,11 +229,11 @@ struct TransferRequest {
 async fn transfer(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
     AppJson(req): AppJson<TransferRequest>,
 ) -> AppResult<impl IntoResponse> {
     let conv = state
-        .chat
+        .domain
         .transfer(
             &auth.principal,
             &id,
@@ -274,25 +241,27 @@ async fn transfer(
             req.mission_id.as_deref(),
         )
         .await?;
-    Ok(Json(ConversationView::from(&conv)).into_response())
+    Ok(staff_view(&conv))
 }
 
 async fn resolve(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> AppResult<impl IntoResponse> {
-    let conv = state.chat.resolve(&auth.principal, &id).await?;
-    Ok(Json(ConversationView::from(&conv)).into_response())
+    Ok(staff_view(
+        &state.domain.resolve(&auth.principal, &id).await?,
+    ))
 }
 
 async fn reopen(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> AppResult<impl IntoResponse> {
-    let conv = state.chat.reopen(&auth.principal, &id).await?;
-    Ok(Json(ConversationView::from(&conv)).into_response())
+    Ok(staff_view(
+        &state.domain.reopen(&auth.principal, &id).await?,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -303,14 +272,14 @@ struct PriorityRequest {
 async fn priority(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
     AppJson(req): AppJson<PriorityRequest>,
 ) -> AppResult<impl IntoResponse> {
     let conv = state
-        .chat
-        .set_priority(Some(&auth.principal), &id, &req.priority)
+        .domain
+        .set_priority(&auth.principal, &id, &req.priority)
         .await?;
-    Ok(Json(ConversationView::from(&conv)).into_response())
+    Ok(staff_view(&conv))
 }
 
 #[derive(Deserialize)]
@@ -321,25 +290,25 @@ struct LabelsRequest {
 async fn add_labels(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
     AppJson(req): AppJson<LabelsRequest>,
 ) -> AppResult<impl IntoResponse> {
     let conv = state
-        .chat
+        .domain
         .change_labels(&auth.principal, &id, &req.labels, &[])
         .await?;
-    Ok(Json(ConversationView::from(&conv)).into_response())
+    Ok(staff_view(&conv))
 }
 
 async fn remove_labels(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
     AppJson(req): AppJson<LabelsRequest>,
 ) -> AppResult<impl IntoResponse> {
     let conv = state
-        .chat
+        .domain
         .change_labels(&auth.principal, &id, &[], &req.labels)
         .await?;
-    Ok(Json(ConversationView::from(&conv)).into_response())
+    Ok(staff_view(&conv))
 }

@@ -1,19 +1,19 @@
 //! Knowledge base over HTTP: public search, articles and alerts; the editor API.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
-use super::{AppJson, AppQuery, Auth, MaybeAuth};
-use crate::config::is_country_code;
+use super::{AppJson, AppPath, AppQuery, Auth, MaybeAuth};
+use crate::app::AppState;
+use crate::domain::kb::{ArticleInput, ArticleListRequest, SearchRequest};
+use crate::domain::model::{Area, Article, SaveMode};
+use crate::domain::types::{fmt_time, ArticleStatus};
 use crate::error::{AppError, AppResult};
-use crate::kb::{article_json, hit_json, Kb, SearchRequest};
-use crate::server::AppState;
-use crate::store::{Area, ArticleFields, SaveMode};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -29,29 +29,22 @@ pub fn router() -> Router<AppState> {
             "/v1/kb/articles/{key}/versions/{version}/restore",
             post(restore),
         )
+        .route("/v1/kb/preview", post(preview))
         .route("/v1/kb/gaps", get(gaps))
         .route("/v1/alerts", get(alerts))
 }
 
-fn clean_country(c: Option<String>) -> AppResult<Option<String>> {
-    match c {
-        None => Ok(None),
-        Some(c) if c.trim().is_empty() => Ok(None),
-        Some(c) => {
-            let up = c.trim().to_ascii_uppercase();
-            if is_country_code(&up) {
-                Ok(Some(up))
-            } else {
-                Err(AppError::invalid(format!(
-                    "country {c:?} is not an ISO 3166-1 alpha-2 code like BE"
-                )))
-            }
-        }
-    }
-}
-
-fn none_if_empty(s: Option<String>) -> Option<String> {
-    s.map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+/// The contract's article object.
+pub fn article_json(a: &Article) -> Value {
+    let f = &a.fields;
+    json!({
+        "id": a.id, "slug": f.slug, "locale": f.locale, "title": f.title, "summary": f.summary,
+        "body_markdown": f.body_markdown, "body_html": a.body_html, "category": f.category,
+        "countries": f.countries, "tags": f.tags, "status": f.status,
+        "version": a.version, "created_at": fmt_time(a.created_at), "updated_at": fmt_time(a.updated_at),
+        "published_at": a.published_at.map(fmt_time), "expires_at": f.expires_at.map(fmt_time),
+        "severity": f.severity, "area": f.area,
+    })
 }
 
 #[derive(Deserialize)]
@@ -70,39 +63,32 @@ async fn search(
     auth: MaybeAuth,
     AppQuery(q): AppQuery<SearchQuery>,
 ) -> AppResult<impl IntoResponse> {
-    let limit = q.limit.unwrap_or(10);
-    if !(1..=50).contains(&limit) {
-        return Err(AppError::invalid("limit must be between 1 and 50"));
-    }
-    let category = none_if_empty(q.category);
-    if let Some(c) = &category {
-        if !crate::kb::CATEGORIES.contains(&c.as_str()) {
-            return Err(AppError::invalid(format!("unknown category {c:?}")));
-        }
-    }
-    let editor = auth
-        .0
-        .as_ref()
-        .is_some_and(|a| matches!(a.principal.role(), "editor" | "admin"));
-    let include_unpublished = match q.status.as_deref() {
-        None | Some("published") => false,
-        Some("all") if editor => true,
-        Some("all") => return Err(AppError::forbidden("only editors search drafts")),
-        Some(_) => return Err(AppError::invalid("status must be published or all")),
-    };
     let (results, took_ms) = state
-        .kb
-        .search(SearchRequest {
-            q: q.q.unwrap_or_default(),
-            locale: none_if_empty(q.locale),
-            country: clean_country(q.country)?,
-            category,
-            limit,
-            include_unpublished,
-        })
+        .domain
+        .search(
+            auth.principal(),
+            SearchRequest {
+                q: q.q.unwrap_or_default(),
+                locale: q.locale,
+                country: q.country,
+                category: q.category,
+                limit: q.limit,
+                status: q.status,
+            },
+        )
         .await?;
+    let hits: Vec<Value> = results
+        .hits
+        .iter()
+        .map(|h| {
+            json!({
+                "id": h.id, "slug": h.slug, "title": h.title, "snippet": h.snippet,
+                "category": h.category, "locale": h.locale, "countries": h.countries, "score": h.score,
+            })
+        })
+        .collect();
     Ok(Json(json!({
-        "hits": results.hits.iter().map(hit_json).collect::<Vec<_>>(),
+        "hits": hits,
         "total": results.total,
         "took_ms": took_ms,
     })))
@@ -116,11 +102,13 @@ struct ReadQuery {
 async fn read(
     State(state): State<AppState>,
     auth: MaybeAuth,
-    Path(key): Path<String>,
+    AppPath(key): AppPath<String>,
     AppQuery(q): AppQuery<ReadQuery>,
 ) -> AppResult<impl IntoResponse> {
-    let p = auth.0.as_ref().map(|a| &a.principal);
-    let a = state.kb.read(p, &key, q.locale.as_deref()).await?;
+    let a = state
+        .domain
+        .read_article(auth.principal(), &key, q.locale.as_deref())
+        .await?;
     Ok(Json(article_json(&a)))
 }
 
@@ -128,6 +116,7 @@ async fn read(
 struct ListQuery {
     status: Option<String>,
     locale: Option<String>,
+    category: Option<String>,
     limit: Option<i64>,
     offset: Option<i64>,
 }
@@ -137,18 +126,17 @@ async fn list(
     auth: Auth,
     AppQuery(q): AppQuery<ListQuery>,
 ) -> AppResult<impl IntoResponse> {
-    Kb::require_editor(&auth.principal)?;
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(AppError::invalid("limit must be between 1 and 200"));
-    }
     let rows = state
-        .store
+        .domain
         .list_articles(
-            q.status.as_deref(),
-            q.locale.as_deref(),
-            limit,
-            q.offset.unwrap_or(0).max(0),
+            &auth.principal,
+            ArticleListRequest {
+                status: q.status,
+                locale: q.locale,
+                category: q.category,
+                limit: q.limit,
+                offset: q.offset,
+            },
         )
         .await?;
     Ok(Json(
@@ -156,7 +144,8 @@ async fn list(
     ))
 }
 
-/// The article body of the editor API: the contract's article fields.
+/// The article body of the editor API: the contract's article fields, all optional on
+/// update.
 #[derive(Deserialize)]
 struct ArticleBody {
     slug: Option<String>,
@@ -174,42 +163,41 @@ struct ArticleBody {
 }
 
 impl ArticleBody {
-    /// Fill from `base` (the stored article on update); creation needs the required
-    /// fields.
-    fn into_fields(self, base: Option<ArticleFields>) -> AppResult<ArticleFields> {
-        let need = |v: Option<String>, name: &str| {
-            v.ok_or_else(|| AppError::invalid(format!("{name} is required")))
+    /// Overlay the fields given on `base` (the stored article on update).
+    fn apply(self, base: ArticleInput) -> ArticleInput {
+        ArticleInput {
+            slug: self.slug.unwrap_or(base.slug),
+            locale: self.locale.unwrap_or(base.locale),
+            title: self.title.unwrap_or(base.title),
+            summary: self.summary.unwrap_or(base.summary),
+            body_markdown: self.body_markdown.unwrap_or(base.body_markdown),
+            category: self.category.unwrap_or(base.category),
+            countries: self.countries.unwrap_or(base.countries),
+            tags: self.tags.unwrap_or(base.tags),
+            status: self.status.unwrap_or(base.status),
+            severity: self.severity.or(base.severity),
+            area: self.area.or(base.area),
+            expires_at: self.expires_at.or(base.expires_at),
+        }
+    }
+
+    /// Creation needs the required fields; new articles are drafts by default.
+    fn into_new(self) -> AppResult<ArticleInput> {
+        let need = |v: &Option<String>, name: &str| {
+            if v.is_none() {
+                Err(AppError::invalid(format!("{name} is required")))
+            } else {
+                Ok(())
+            }
         };
-        Ok(match base {
-            Some(b) => ArticleFields {
-                slug: self.slug.unwrap_or(b.slug),
-                locale: self.locale.unwrap_or(b.locale),
-                title: self.title.unwrap_or(b.title),
-                summary: self.summary.unwrap_or(b.summary),
-                body_markdown: self.body_markdown.unwrap_or(b.body_markdown),
-                category: self.category.unwrap_or(b.category),
-                countries: self.countries.unwrap_or(b.countries),
-                tags: self.tags.unwrap_or(b.tags),
-                status: self.status.unwrap_or(b.status),
-                severity: self.severity.or(b.severity),
-                area: self.area.or(b.area),
-                expires_at: self.expires_at.or(b.expires_at),
-            },
-            None => ArticleFields {
-                slug: need(self.slug, "slug")?,
-                locale: need(self.locale, "locale")?,
-                title: need(self.title, "title")?,
-                summary: self.summary.unwrap_or_default(),
-                body_markdown: self.body_markdown.unwrap_or_default(),
-                category: need(self.category, "category")?,
-                countries: self.countries.unwrap_or_default(),
-                tags: self.tags.unwrap_or_default(),
-                status: self.status.unwrap_or_else(|| "draft".into()),
-                severity: self.severity,
-                area: self.area,
-                expires_at: self.expires_at,
-            },
-        })
+        need(&self.slug, "slug")?;
+        need(&self.locale, "locale")?;
+        need(&self.title, "title")?;
+        need(&self.category, "category")?;
+        Ok(self.apply(ArticleInput {
+            status: "draft".into(),
+            ..ArticleInput::default()
+        }))
     }
 }
 
@@ -218,11 +206,10 @@ async fn create(
     auth: Auth,
     AppJson(body): AppJson<ArticleBody>,
 ) -> AppResult<impl IntoResponse> {
-    Kb::require_editor(&auth.principal)?;
-    let fields = body.into_fields(None)?;
+    auth.principal.require_editor()?;
     let (a, _) = state
-        .kb
-        .save(&auth.principal, SaveMode::Create, fields)
+        .domain
+        .save_article(&auth.principal, SaveMode::Create, body.into_new()?)
         .await?;
     Ok((StatusCode::CREATED, Json(article_json(&a))))
 }
@@ -230,14 +217,12 @@ async fn create(
 async fn update(
     State(state): State<AppState>,
     auth: Auth,
-    Path(key): Path<String>,
+    AppPath(key): AppPath<String>,
     AppJson(body): AppJson<ArticleBody>,
 ) -> AppResult<impl IntoResponse> {
-    let current = state.kb.article_for_edit(&auth.principal, &key).await?;
-    let fields = body.into_fields(Some(crate::kb::fields_of(&current)))?;
-    let (a, _) = state
-        .kb
-        .save(&auth.principal, SaveMode::Update(&key), fields)
+    let a = state
+        .domain
+        .update_article(&auth.principal, &key, |base| body.apply(base))
         .await?;
     Ok(Json(article_json(&a)))
 }
@@ -245,11 +230,11 @@ async fn update(
 async fn publish(
     State(state): State<AppState>,
     auth: Auth,
-    Path(key): Path<String>,
+    AppPath(key): AppPath<String>,
 ) -> AppResult<impl IntoResponse> {
     let a = state
-        .kb
-        .set_status(&auth.principal, &key, "published")
+        .domain
+        .set_article_status(&auth.principal, &key, ArticleStatus::Published)
         .await?;
     Ok(Json(article_json(&a)))
 }
@@ -258,11 +243,11 @@ async fn publish(
 async fn archive(
     State(state): State<AppState>,
     auth: Auth,
-    Path(key): Path<String>,
+    AppPath(key): AppPath<String>,
 ) -> AppResult<StatusCode> {
     state
-        .kb
-        .set_status(&auth.principal, &key, "archived")
+        .domain
+        .set_article_status(&auth.principal, &key, ArticleStatus::Archived)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -270,16 +255,15 @@ async fn archive(
 async fn versions(
     State(state): State<AppState>,
     auth: Auth,
-    Path(key): Path<String>,
+    AppPath(key): AppPath<String>,
 ) -> AppResult<impl IntoResponse> {
-    state.kb.article_for_edit(&auth.principal, &key).await?;
-    let rows = state.store.article_versions(&key).await?;
+    let rows = state.domain.article_versions(&auth.principal, &key).await?;
     let out: Vec<_> = rows
         .iter()
         .map(|v| {
             json!({
-                "version": v.version, "editor_id": v.editor_id, "created_at": v.created_at,
-                "article": serde_json::from_str::<serde_json::Value>(&v.snapshot).unwrap_or_default(),
+                "version": v.version, "editor_id": v.editor_id, "created_at": fmt_time(v.created_at),
+                "article": v.fields,
             })
         })
         .collect();
@@ -289,10 +273,30 @@ async fn versions(
 async fn restore(
     State(state): State<AppState>,
     auth: Auth,
-    Path((key, version)): Path<(String, i64)>,
+    AppPath((key, version)): AppPath<(String, i64)>,
 ) -> AppResult<impl IntoResponse> {
-    let a = state.kb.restore(&auth.principal, &key, version).await?;
+    let a = state
+        .domain
+        .restore_article(&auth.principal, &key, version)
+        .await?;
     Ok(Json(article_json(&a)))
+}
+
+#[derive(Deserialize)]
+struct PreviewRequest {
+    body_markdown: String,
+}
+
+/// The server's sanitised HTML for a Markdown body (the editor's preview).
+async fn preview(
+    State(state): State<AppState>,
+    auth: Auth,
+    AppJson(req): AppJson<PreviewRequest>,
+) -> AppResult<impl IntoResponse> {
+    let html = state
+        .domain
+        .preview_markdown(&auth.principal, &req.body_markdown)?;
+    Ok(Json(json!({"body_html": html})))
 }
 
 #[derive(Deserialize)]
@@ -307,15 +311,15 @@ async fn gaps(
     auth: Auth,
     AppQuery(q): AppQuery<GapsQuery>,
 ) -> AppResult<impl IntoResponse> {
-    Kb::require_editor(&auth.principal)?;
-    let limit = q.limit.unwrap_or(50).clamp(1, 500);
-    let days = q.days.unwrap_or(30).clamp(1, 365);
-    let since = crate::store::fmt_time(chrono::Utc::now() - chrono::Duration::days(days));
-    let rows = state.store.top_search_gaps(&since, limit).await?;
+    let (rows, days) = state
+        .domain
+        .search_gaps(&auth.principal, q.days, q.limit)
+        .await?;
     let out: Vec<_> = rows
         .iter()
-        .map(|(normalized, example, count, last)| {
-            json!({"query": normalized, "example": example, "count": count, "last_seen_at": last})
+        .map(|g| {
+            json!({"query": g.normalized, "example": g.example, "count": g.count,
+                   "last_seen_at": fmt_time(g.last_seen_at)})
         })
         .collect();
     Ok(Json(json!({"gaps": out, "days": days})))
@@ -334,25 +338,13 @@ async fn alerts(
     AppQuery(q): AppQuery<AlertsQuery>,
 ) -> AppResult<impl IntoResponse> {
     let point = match (q.lat, q.lon) {
-        (Some(lat), Some(lon)) => {
-            if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) {
-                return Err(AppError::invalid(
-                    "lat must be in -90..90 and lon in -180..180",
-                ));
-            }
-            Some((lat, lon))
-        }
+        (Some(lat), Some(lon)) => Some((lat, lon)),
         (None, None) => None,
         _ => return Err(AppError::invalid("give both lat and lon")),
     };
-    let country = clean_country(q.country)?;
     let list = state
-        .kb
-        .alerts(
-            country.as_deref(),
-            point,
-            none_if_empty(q.locale).as_deref(),
-        )
+        .domain
+        .alerts(q.country.as_deref(), point, q.locale.as_deref())
         .await?;
     Ok(Json(
         json!({"alerts": list.iter().map(article_json).collect::<Vec<_>>()}),

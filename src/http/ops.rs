@@ -7,7 +7,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::server::AppState;
+use crate::app::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -29,19 +29,10 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
             Json(json!({"status": "shutting_down"})),
         );
     }
-    let database = match state.store.ping().await {
-        Ok(()) => "ok",
-        Err(e) => {
-            e.log();
-            "unreachable"
-        }
-    };
-    let engine = state.kb.engine.clone();
-    let index = match tokio::task::spawn_blocking(move || engine.doc_count()).await {
-        Ok(Ok(_)) => "ok",
-        _ => "unreachable",
-    };
-    let ok = database == "ok" && index == "ok";
+    let r = state.domain.readiness().await;
+    let word = |ok: bool| if ok { "ok" } else { "unreachable" };
+    let (database, index) = (word(r.database), word(r.index));
+    let ok = r.database && r.index;
     (
         if ok {
             StatusCode::OK

@@ -1,7 +1,7 @@
 //! Staff-facing endpoints: colleagues and presence, capacity, canned responses, and
 //! the audit log.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
@@ -9,10 +9,11 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{AppJson, AppQuery, Auth};
-use crate::chat::workflow::effective_presence;
+use super::{AppJson, AppPath, AppQuery, Auth};
+use crate::app::AppState;
+use crate::domain::model::{AuditFilter, CannedResponse};
+use crate::domain::types::fmt_time;
 use crate::error::{AppError, AppResult};
-use crate::server::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -30,18 +31,16 @@ pub fn router() -> Router<AppState> {
         .route("/v1/conversations/{id}/canned-responses", post(render_all))
 }
 
-/// The caller's missions, or the one asked for if the caller serves it.
-fn chosen_missions(state: &AppState, auth: &Auth, asked: Option<String>) -> AppResult<Vec<String>> {
-    let missions = state.chat.staff_missions(&auth.principal)?;
-    match asked {
-        None => Ok(missions),
-        Some(m) if missions.contains(&m) => Ok(vec![m]),
-        Some(_) => Err(AppError::forbidden("you do not serve that mission")),
-    }
+fn canned_json(c: &CannedResponse) -> serde_json::Value {
+    json!({
+        "id": c.id, "mission_id": c.mission_id, "title": c.title, "body": c.body,
+        "created_by": c.created_by, "created_at": fmt_time(c.created_at),
+        "updated_at": fmt_time(c.updated_at),
+    })
 }
 
 #[derive(Deserialize)]
-struct AgentsQuery {
+struct MissionQuery {
     mission_id: Option<String>,
 }
 
@@ -49,27 +48,22 @@ struct AgentsQuery {
 async fn agents(
     State(state): State<AppState>,
     auth: Auth,
-    AppQuery(q): AppQuery<AgentsQuery>,
+    AppQuery(q): AppQuery<MissionQuery>,
 ) -> AppResult<impl IntoResponse> {
-    let missions = chosen_missions(&state, &auth, q.mission_id)?;
-    let mut out = Vec::new();
-    let mut seen = Vec::new();
-    for m in &missions {
-        let loads = state.store.agent_loads(m).await?;
-        for a in state.store.mission_staff(m).await? {
-            if seen.contains(&a.id) {
-                continue;
-            }
-            seen.push(a.id.clone());
-            let load = loads.iter().find(|l| l.id == a.id).map(|l| l.load);
-            out.push(json!({
-                "id": a.id, "name": a.name, "email": a.email, "role": a.role,
-                "mission_id": m,
-                "presence": effective_presence(state.hub.agent_sockets(&a.id), &a.presence),
-                "capacity": a.capacity, "open_conversations": load,
-            }));
-        }
-    }
+    let roster = state
+        .domain
+        .roster(&auth.principal, q.mission_id.as_deref())
+        .await?;
+    let out: Vec<_> = roster
+        .iter()
+        .map(|e| {
+            json!({
+                "id": e.agent.id, "name": e.agent.name, "email": e.agent.email,
+                "role": e.agent.role, "mission_id": e.mission_id, "presence": e.presence,
+                "capacity": e.agent.capacity, "open_conversations": e.open_conversations,
+            })
+        })
+        .collect();
     Ok(Json(json!({"agents": out})))
 }
 
@@ -81,16 +75,16 @@ struct UpdateAgent {
 async fn update_agent(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
     AppJson(req): AppJson<UpdateAgent>,
 ) -> AppResult<impl IntoResponse> {
     let a = state
-        .chat
+        .domain
         .set_capacity(&auth.principal, &id, req.capacity)
         .await?;
     Ok(Json(json!({
-        "id": a.agent.id, "name": a.agent.name, "email": a.agent.email, "role": a.agent.role,
-        "missions": a.missions, "capacity": a.agent.capacity,
+        "id": a.id, "name": a.name, "email": a.email, "role": a.role,
+        "missions": a.missions, "capacity": a.capacity,
     })))
 }
 
@@ -105,25 +99,24 @@ async fn set_presence(
     AppJson(req): AppJson<PresenceRequest>,
 ) -> AppResult<impl IntoResponse> {
     let effective = state
-        .chat
+        .domain
         .set_presence(&auth.principal, &req.status)
         .await?;
     Ok(Json(json!({"status": req.status, "presence": effective})))
 }
 
-#[derive(Deserialize)]
-struct CannedQuery {
-    mission_id: Option<String>,
-}
-
 async fn list_canned(
     State(state): State<AppState>,
     auth: Auth,
-    AppQuery(q): AppQuery<CannedQuery>,
+    AppQuery(q): AppQuery<MissionQuery>,
 ) -> AppResult<impl IntoResponse> {
-    let missions = chosen_missions(&state, &auth, q.mission_id)?;
-    let list = state.store.canned_responses(&missions).await?;
-    Ok(Json(json!({"canned_responses": list})))
+    let list = state
+        .domain
+        .canned_responses(&auth.principal, q.mission_id.as_deref())
+        .await?;
+    Ok(Json(
+        json!({"canned_responses": list.iter().map(canned_json).collect::<Vec<_>>()}),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -139,10 +132,10 @@ async fn create_canned(
     AppJson(req): AppJson<CreateCanned>,
 ) -> AppResult<impl IntoResponse> {
     let c = state
-        .chat
+        .domain
         .create_canned(&auth.principal, &req.mission_id, &req.title, &req.body)
         .await?;
-    Ok((StatusCode::CREATED, Json(c)))
+    Ok((StatusCode::CREATED, Json(canned_json(&c))))
 }
 
 #[derive(Deserialize)]
@@ -154,11 +147,11 @@ struct UpdateCanned {
 async fn update_canned(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
     AppJson(req): AppJson<UpdateCanned>,
 ) -> AppResult<impl IntoResponse> {
     let c = state
-        .chat
+        .domain
         .update_canned(
             &auth.principal,
             &id,
@@ -166,15 +159,15 @@ async fn update_canned(
             req.body.as_deref(),
         )
         .await?;
-    Ok(Json(c))
+    Ok(Json(canned_json(&c)))
 }
 
 async fn delete_canned(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> AppResult<StatusCode> {
-    state.chat.delete_canned(&auth.principal, &id).await?;
+    state.domain.delete_canned(&auth.principal, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -182,20 +175,15 @@ async fn delete_canned(
 async fn render_all(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> AppResult<impl IntoResponse> {
-    state.chat.staff_missions(&auth.principal)?;
-    let conv = state.chat.conversation_for(&auth.principal, &id).await?;
-    let list = state
-        .store
-        .canned_responses(std::slice::from_ref(&conv.mission_id))
-        .await?;
+    let list = state.domain.render_canned(&auth.principal, &id).await?;
     let out: Vec<_> = list
         .iter()
-        .map(|c| {
+        .map(|r| {
             json!({
-                "id": c.id, "title": c.title, "body": c.body,
-                "rendered": state.chat.render_canned(&c.body, &auth.principal, &conv),
+                "id": r.canned.id, "title": r.canned.title, "body": r.canned.body,
+                "rendered": r.rendered,
             })
         })
         .collect();
@@ -217,31 +205,31 @@ async fn audit(
     auth: Auth,
     AppQuery(q): AppQuery<AuditQuery>,
 ) -> AppResult<impl IntoResponse> {
-    if !auth.principal.is_admin() {
-        return Err(AppError::forbidden("only admins read the audit log"));
-    }
     let limit = q.limit.unwrap_or(100);
-    if !(1..=500).contains(&limit) {
-        return Err(AppError::invalid("limit must be between 1 and 500"));
-    }
-    if let Some(c) = &q.cursor {
-        if uuid::Uuid::parse_str(c).is_err() {
-            return Err(AppError::invalid("cursor is not one this server issued"));
-        }
-    }
+    let before = q
+        .cursor
+        .as_deref()
+        .map(|c| {
+            uuid::Uuid::try_parse(c)
+                .map_err(|_| AppError::invalid("cursor is not one this server issued"))
+        })
+        .transpose()?;
     let mut rows = state
-        .store
-        .audit_entries(
-            q.action.as_deref(),
-            q.actor_id.as_deref(),
-            q.target_id.as_deref(),
-            q.cursor.as_deref(),
-            limit + 1,
+        .domain
+        .audit_log(
+            &auth.principal,
+            AuditFilter {
+                action: q.action,
+                actor_id: q.actor_id,
+                target_id: q.target_id,
+                before,
+                limit,
+            },
         )
         .await?;
     let next = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);
-        rows.last().map(|r| r.id.clone())
+        rows.last().map(|r| r.id.to_string())
     } else {
         None
     };
@@ -249,10 +237,11 @@ async fn audit(
         .iter()
         .map(|r| {
             json!({
-                "id": r.id, "at": r.at, "actor": {"kind": r.actor_kind, "id": r.actor_id},
-                "action": r.action, "target": {"kind": r.target_kind, "id": r.target_id},
-                "mission_id": r.mission_id,
-                "details": serde_json::from_str::<serde_json::Value>(&r.details).unwrap_or_default(),
+                "id": r.id, "at": fmt_time(r.at),
+                "actor": {"kind": r.actor.kind(), "id": r.actor.id()},
+                "action": r.action,
+                "target": {"kind": r.target.as_ref().map(|t| &t.0), "id": r.target.as_ref().map(|t| &t.1)},
+                "mission_id": r.mission_id, "details": r.details,
             })
         })
         .collect();

@@ -1,17 +1,16 @@
-//! The realtime hub: who is connected, and which connections an event must reach.
+//! The realtime hub: who is connected, and which connections an event must reach. It
+//! carries the domain's events and reads nothing: the event says who may see it
+//! (`Event::audience`, `Event::routes`), `crate::wire` renders it once per audience,
+//! and the hub hands the shared frame to each subscribed connection.
 //!
 //! Connections subscribe to *topics* (their citizen id; or their missions, their agent
 //! id, and for admins everything). An event about a conversation is routed by that
 //! conversation's mission, citizen and assignee, so a transfer moves visibility at once
-//! without re-subscribing anyone. A frame is serialised once and shared by reference
-//! count between all recipients.
+//! without re-subscribing anyone.
 //!
 //! Each connection has a bounded outbound queue. Publishing never blocks: when a queue
 //! is full the connection is marked overflowed and its task closes the socket with
 //! 4008, and the client comes back with `resume`. Nothing is dropped silently.
-
-pub mod frames;
-pub mod socket;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
@@ -21,7 +20,9 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::Utf8Bytes;
 use tokio::sync::Notify;
 
-use crate::store::ConversationRecord;
+use crate::domain::events::{Connections, Event, Publisher};
+use crate::domain::types::{AgentId, CitizenId, MissionId, PersonId};
+use crate::domain::Principal;
 
 /// A fixed-size key for a session hash.
 fn session_key(session: &str) -> [u8; 32] {
@@ -32,22 +33,25 @@ fn session_key(session: &str) -> [u8; 32] {
 /// What a connection listens to.
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
 pub enum Topic {
-    Citizen(String),
-    Mission(String),
-    Agent(String),
+    Citizen(CitizenId),
+    Mission(MissionId),
+    Agent(AgentId),
     /// Admins: every conversation.
     All,
 }
 
-/// Who must see an event about one conversation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Audience {
-    /// Citizen and staff (messages, typing).
-    Everyone,
-    /// Staff only (internal notes, the staff view of conversation events, presence).
-    StaffOnly,
-    /// The citizen only (the citizen view of conversation events).
-    CitizenOnly,
+/// The topics a principal's sockets subscribe to.
+pub fn topics_for(p: &Principal) -> Vec<Topic> {
+    match p {
+        Principal::Citizen(c) => vec![Topic::Citizen(c.id)],
+        Principal::Staff(a) if p.is_admin() => vec![Topic::All, Topic::Agent(a.id)],
+        Principal::Staff(a) if p.works_conversations() => {
+            let mut t: Vec<Topic> = a.missions.iter().cloned().map(Topic::Mission).collect();
+            t.push(Topic::Agent(a.id));
+            t
+        }
+        Principal::Staff(_) => vec![],
+    }
 }
 
 /// One live socket as the hub sees it. Kept small: thousands are held idle.
@@ -56,8 +60,8 @@ pub struct Conn {
     /// Digest of the session token's hash, to close sockets when the session is
     /// revoked (kept inline: no allocation per socket).
     session: [u8; 32],
-    /// Principal id (citizen or agent), to skip echoing typing to its own author.
-    pub principal_id: Box<str>,
+    /// The person (citizen or agent), to skip echoing typing to its own author.
+    pub principal_id: PersonId,
     queue: Mutex<VecDeque<Utf8Bytes>>,
     capacity: usize,
     /// `OVERFLOWED`, `CLOSING`, `PING_DUE`, `IDLE` bits, set by publishers and the
@@ -145,7 +149,7 @@ impl Conn {
 struct Registry {
     topics: HashMap<Topic, Vec<Arc<Conn>>>,
     /// Open sockets per agent id: an agent with none is offline.
-    agent_sockets: HashMap<String, u32>,
+    agent_sockets: HashMap<AgentId, u32>,
 }
 
 /// The registry of live connections and the fan-out of events to them.
@@ -219,11 +223,11 @@ impl Hub {
 
     /// Register a connection under `topics`. Done *before* the welcome snapshot and the
     /// replay are read, so an event committed in between is queued, not lost.
-    pub fn subscribe(&self, session: String, principal_id: String, topics: &[Topic]) -> Arc<Conn> {
+    pub fn subscribe(&self, session: &str, principal_id: PersonId, topics: &[Topic]) -> Arc<Conn> {
         let conn = Arc::new(Conn {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            session: session_key(&session),
-            principal_id: principal_id.into_boxed_str(),
+            session: session_key(session),
+            principal_id,
             queue: Mutex::new(VecDeque::new()),
             capacity: self.queue_capacity,
             flags: AtomicU8::new(0),
@@ -234,7 +238,7 @@ impl Hub {
         for t in topics {
             reg.topics.entry(t.clone()).or_default().push(conn.clone());
             if let Topic::Agent(a) = t {
-                *reg.agent_sockets.entry(a.clone()).or_default() += 1;
+                *reg.agent_sockets.entry(*a).or_default() += 1;
             }
         }
         drop(reg);
@@ -264,71 +268,20 @@ impl Hub {
         }
     }
 
-    /// Open sockets of an agent.
-    pub fn agent_sockets(&self, agent_id: &str) -> u32 {
-        let reg = self.registry.read().unwrap_or_else(|p| p.into_inner());
-        reg.agent_sockets.get(agent_id).copied().unwrap_or(0)
-    }
-
-    /// Deliver a frame to the staff of `missions` (presence changes).
-    pub fn publish_to_missions(&self, missions: &[String], frame: Utf8Bytes) {
-        let reg = self.registry.read().unwrap_or_else(|p| p.into_inner());
-        let mut seen: Vec<u64> = Vec::new();
-        let topics = missions
-            .iter()
-            .map(|m| Topic::Mission(m.clone()))
-            .chain(std::iter::once(Topic::All));
-        for t in topics {
-            let Some(list) = reg.topics.get(&t) else {
-                continue;
-            };
-            for c in list {
-                if !seen.contains(&c.id) {
-                    seen.push(c.id);
-                    c.push(frame.clone());
-                }
-            }
-        }
-    }
-
-    /// Deliver `frame` to every connection that may see any of `routes` (one
-    /// conversation, or its states before and after a transfer) for `audience`.
-    /// `skip` names a principal that must not get it (the author of a typing frame).
-    /// Returns how many connections were too slow and are now closing.
-    pub fn publish(
-        &self,
-        routes: &[&ConversationRecord],
-        audience: Audience,
-        frame: Utf8Bytes,
-        skip: Option<&str>,
-    ) -> usize {
-        let mut topics: Vec<Topic> = Vec::with_capacity(1 + 3 * routes.len());
-        let staff = audience != Audience::CitizenOnly;
-        for conv in routes {
-            if audience != Audience::StaffOnly {
-                topics.push(Topic::Citizen(conv.citizen_id.clone()));
-            }
-            if staff {
-                topics.push(Topic::Mission(conv.mission_id.clone()));
-                if let Some(a) = &conv.assignee_id {
-                    topics.push(Topic::Agent(a.clone()));
-                }
-            }
-        }
-        if staff {
-            topics.push(Topic::All);
-        }
+    /// Deliver `frame` to every connection under any of `topics`, once each, except
+    /// the author's. Returns how many connections were too slow and are now closing.
+    fn deliver(&self, topics: &[Topic], frame: &Utf8Bytes, skip: Option<PersonId>) -> usize {
         let reg = self.registry.read().unwrap_or_else(|p| p.into_inner());
         // A connection can sit under several of these topics (an admin who is also the
         // assignee); deliver once.
         let mut seen: Vec<u64> = Vec::new();
         let mut slow = 0;
-        for t in &topics {
+        for t in topics {
             let Some(list) = reg.topics.get(t) else {
                 continue;
             };
             for c in list {
-                if skip == Some(&*c.principal_id) || seen.contains(&c.id) {
+                if skip == Some(c.principal_id) || seen.contains(&c.id) {
                     continue;
                 }
                 seen.push(c.id);
@@ -341,7 +294,7 @@ impl Hub {
     }
 
     /// Close every socket opened with this session (after it was revoked).
-    pub fn close_session(&self, session: &str) {
+    fn close_session(&self, session: &str) {
         let key = session_key(session);
         let reg = self.registry.read().unwrap_or_else(|p| p.into_inner());
         for list in reg.topics.values() {
@@ -366,5 +319,49 @@ impl Hub {
 
     pub fn shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Relaxed)
+    }
+}
+
+impl Publisher for Hub {
+    fn publish(&self, event: Event) {
+        if let Event::SessionRevoked { session } = &event {
+            self.close_session(session);
+            return;
+        }
+        let audience = event.audience();
+        let rendered = crate::wire::render(&event);
+        let skip = event.author();
+        if let (true, Some(frame)) = (audience.staff, &rendered.staff) {
+            let mut topics = vec![Topic::All];
+            match &event {
+                Event::Presence { missions, .. } => {
+                    topics.extend(missions.iter().cloned().map(Topic::Mission))
+                }
+                _ => {
+                    for r in event.routes() {
+                        topics.push(Topic::Mission(r.mission));
+                        if let Some(a) = r.assignee {
+                            topics.push(Topic::Agent(a));
+                        }
+                    }
+                }
+            }
+            self.deliver(&topics, frame, skip);
+        }
+        if let (true, Some(frame)) = (audience.citizen, &rendered.citizen) {
+            let topics: Vec<Topic> = event
+                .routes()
+                .into_iter()
+                .map(|r| Topic::Citizen(r.citizen))
+                .collect();
+            self.deliver(&topics, frame, skip);
+        }
+    }
+}
+
+impl Connections for Hub {
+    fn agent_sockets(&self, agent: AgentId) -> u32 {
+        let reg = self.registry.read().unwrap_or_else(|p| p.into_inner());
+        reg.agent_sockets.get(&agent).copied().unwrap_or(0)
     }
 }

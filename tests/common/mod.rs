@@ -139,6 +139,12 @@ impl TestApp {
         }
     }
 
+    /// Wait until the server's background work caused so far (auto-assignment,
+    /// presence) is done: assert on "nothing happened" only after this.
+    pub async fn settle(&self) {
+        self.server.as_ref().expect("server running").settle().await
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

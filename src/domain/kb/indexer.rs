@@ -13,14 +13,15 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::to_doc;
-use crate::store::{now_str, Store};
+use crate::domain::ports::Store;
+use crate::domain::types::{now, ArticleId};
 
 const QUEUE_PAGE: i64 = 1000;
 const REBUILD_PAGE: i64 = 1000;
 
 #[derive(Clone)]
 pub struct Indexer {
-    pub store: Store,
+    pub store: Arc<dyn Store>,
     pub engine: Arc<dyn SearchEngine>,
     /// File holding the last applied queue seq.
     pub state_file: PathBuf,
@@ -59,12 +60,12 @@ impl Indexer {
         let upto = self.store.max_index_seq().await?;
         let engine = self.engine.clone();
         blocking(move || engine.clear()).await?;
-        let mut after = String::new();
+        let mut after: Option<ArticleId> = None;
         let mut n = 0u64;
         loop {
-            let page = self.store.articles_page(&after, REBUILD_PAGE).await?;
+            let page = self.store.articles_page(after, REBUILD_PAGE).await?;
             let Some(last) = page.last() else { break };
-            after = last.id.clone();
+            after = Some(last.id);
             let docs: Vec<_> = page.iter().filter_map(to_doc).collect();
             n += docs.len() as u64;
             let engine = self.engine.clone();
@@ -85,21 +86,21 @@ impl Indexer {
         loop {
             let rows = self.store.index_queue_after(applied, QUEUE_PAGE).await?;
             let Some(&(last, _)) = rows.last() else { break };
-            if rows.iter().any(|(_, id)| id == "*") {
+            if rows.iter().any(|(_, id)| id.is_none()) {
                 self.rebuild().await?;
                 total += rows.len();
                 applied = self.applied();
                 continue;
             }
-            let mut ids: Vec<String> = rows.iter().map(|(_, id)| id.clone()).collect();
+            let mut ids: Vec<ArticleId> = rows.iter().filter_map(|(_, id)| *id).collect();
             ids.sort();
             ids.dedup();
             let mut upserts = Vec::new();
             let mut deletes = Vec::new();
             for id in ids {
-                match self.store.article(&id).await?.as_ref().and_then(to_doc) {
+                match self.store.article(id).await?.as_ref().and_then(to_doc) {
                     Some(doc) => upserts.push(doc),
-                    None => deletes.push(id),
+                    None => deletes.push(id.to_string()),
                 }
             }
             let engine = self.engine.clone();
@@ -124,8 +125,8 @@ impl Indexer {
         Ok(total)
     }
 
-    /// At start: catch up, and rebuild when the index cannot be trusted (new, or its
-    /// document count disagrees with the database).
+    /// At start: catch up, and rebuild when the index cannot be trusted (new while the
+    /// database has articles).
     pub async fn start(&self) -> anyhow::Result<()> {
         let docs = {
             let engine = self.engine.clone();
@@ -145,6 +146,9 @@ impl Indexer {
     /// other processes, and sweeping expired articles out of public results.
     pub fn spawn(self, wake: Arc<Notify>, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
+            if let Err(e) = self.start().await {
+                tracing::error!(error = ?e, "search index catch-up failed");
+            }
             let mut sweep = tokio::time::interval(Duration::from_secs(30));
             loop {
                 tokio::select! {
@@ -152,7 +156,7 @@ impl Indexer {
                     _ = wake.notified() => {}
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                     _ = sweep.tick() => {
-                        if let Err(e) = self.store.queue_expired_articles(&now_str()).await {
+                        if let Err(e) = self.store.queue_expired_articles(now()).await {
                             e.log();
                         }
                     }

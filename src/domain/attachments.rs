@@ -6,6 +6,7 @@
 //! mission's agents (admins: all).
 
 use std::io::Write;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,10 +15,11 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::auth::Principal;
-use crate::chat::can_access;
+use super::limits::limited;
+use super::model::Attachment;
+use super::types::*;
+use super::{Domain, Principal};
 use crate::error::{AppError, AppResult};
-use crate::store::{fmt_time, now_str, AttachmentRecord, Store};
 
 /// Content-addressed blob files.
 #[derive(Clone)]
@@ -38,7 +40,7 @@ impl Blobs {
     }
 
     /// Where the blob with this hash lives (two-level fan-out keeps folders small).
-    pub fn path(&self, sha: &str) -> PathBuf {
+    fn path(&self, sha: &str) -> PathBuf {
         let (a, b) = sha.split_at(2.min(sha.len()));
         self.dir.join(a).join(b)
     }
@@ -64,6 +66,11 @@ impl Blobs {
         Ok(sha)
     }
 
+    /// The bytes of a blob. Blocking.
+    pub fn read(&self, sha: &str) -> std::io::Result<Vec<u8>> {
+        std::fs::read(self.path(sha))
+    }
+
     pub fn remove(&self, sha: &str) {
         if let Err(e) = std::fs::remove_file(self.path(sha)) {
             if e.kind() != std::io::ErrorKind::NotFound {
@@ -73,10 +80,8 @@ impl Blobs {
     }
 }
 
-/// Upload and read access, shared by the HTTP adapter and (later) the bots.
-#[derive(Clone)]
-pub struct Attachments {
-    pub store: Store,
+/// Where uploads go and how big they may be.
+pub struct AttachmentState {
     pub blobs: Blobs,
     pub limits: Arc<lingshi_media::Limits>,
 }
@@ -93,12 +98,58 @@ impl From<lingshi_media::MediaError> for AppError {
     }
 }
 
-impl Attachments {
-    /// Check, clean and store an upload of `p`.
-    pub async fn upload(&self, p: &Principal, bytes: Vec<u8>) -> AppResult<AttachmentRecord> {
-        let limits = self.limits.clone();
-        let blobs = self.blobs.clone();
-        let stored = tokio::task::spawn_blocking(move || -> AppResult<_> {
+/// Which file of an attachment to serve.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    Original,
+    Thumbnail,
+}
+
+/// The bytes of an attachment and how to label them.
+pub struct Download {
+    pub id: AttachmentId,
+    pub sha256: String,
+    pub content_type: String,
+    pub bytes: Vec<u8>,
+}
+
+impl Domain {
+    /// Largest upload accepted.
+    pub fn upload_max_bytes(&self) -> usize {
+        self.attachments.limits.max_bytes
+    }
+
+    /// Check, clean and store an upload of `p` from `ip`. Uploads are limited per
+    /// person (count per minute, bytes not yet used in a message), per address (bytes
+    /// per hour) and for everyone (bytes not yet used in a message), so nobody can fill
+    /// the disk with images they never send.
+    pub async fn upload(&self, p: &Principal, ip: IpAddr, bytes: Vec<u8>) -> AppResult<Attachment> {
+        let l = &self.config.limits;
+        self.limits
+            .uploads
+            .take(&p.id(), 1.0)
+            .map_err(|wait| limited("too many uploads; wait a moment", wait))?;
+        self.limits
+            .upload_bytes
+            .take(&ip, bytes.len() as f64)
+            .map_err(|wait| limited("too many upload bytes from this address; try later", wait))?;
+        let mine = self.store.unreferenced_upload_bytes(Some(p.id())).await?;
+        if mine as u64 + bytes.len() as u64 > l.unreferenced_upload_bytes_per_person {
+            return Err(limited(
+                "you have uploaded many images that are not in a message yet; send them first",
+                60,
+            ));
+        }
+        let all = self.store.unreferenced_upload_bytes(None).await?;
+        if all as u64 + bytes.len() as u64 > l.unreferenced_upload_bytes_max {
+            tracing::warn!(bytes = all, "unreferenced uploads reached their limit");
+            return Err(AppError::Unavailable(
+                "uploads are paused for a moment; try again later".into(),
+            ));
+        }
+        let limits = self.attachments.limits.clone();
+        let blobs = self.attachments.blobs.clone();
+        let (img, sha, thumb_sha) = tokio::task::spawn_blocking(move || -> AppResult<_> {
             let img = lingshi_media::process(&bytes, &limits)?;
             let sha = blobs
                 .put(&img.bytes)
@@ -110,9 +161,8 @@ impl Attachments {
         })
         .await
         .map_err(|e| AppError::Internal(e.into()))??;
-        let (img, sha, thumb_sha) = stored;
-        let rec = AttachmentRecord {
-            id: Uuid::now_v7().to_string(),
+        let rec = Attachment {
+            id: AttachmentId::new(),
             sha256: sha,
             content_type: img.content_type.to_string(),
             bytes: img.bytes.len() as i64,
@@ -120,8 +170,8 @@ impl Attachments {
             height: img.height as i64,
             thumb_sha256: thumb_sha,
             thumb_content_type: img.thumb_content_type.to_string(),
-            uploader_id: p.id().to_string(),
-            created_at: now_str(),
+            uploader_id: p.id(),
+            created_at: now(),
         };
         self.store.insert_attachment(&rec).await?;
         tracing::info!(attachment = %rec.id, bytes = rec.bytes, width = rec.width, height = rec.height, "image uploaded");
@@ -129,19 +179,20 @@ impl Attachments {
     }
 
     /// The attachment if `p` may read it: 404 when unknown, 403 when not theirs to see.
-    pub async fn readable(&self, p: &Principal, id: &str) -> AppResult<AttachmentRecord> {
-        let found = if Uuid::parse_str(id).is_ok() {
-            self.store.attachment(id).await?
-        } else {
-            None
-        };
-        let a = found.ok_or_else(|| AppError::not_found("attachment"))?;
+    pub async fn readable_attachment(&self, p: &Principal, id: &str) -> AppResult<Attachment> {
+        let id = AttachmentId::parse(id)?;
+        let a = self
+            .store
+            .attachment(id)
+            .await?
+            .ok_or_else(|| AppError::not_found("attachment"))?;
         if a.uploader_id == p.id() || p.is_admin() {
             return Ok(a);
         }
+        let access = p.access();
         for cid in self.store.attachment_conversations(id).await? {
-            if let Some(conv) = self.store.conversation(&cid).await? {
-                if can_access(p, &conv) {
+            if let Some(conv) = self.store.conversation(cid).await? {
+                if access.allows(&conv) {
                     return Ok(a);
                 }
             }
@@ -149,13 +200,35 @@ impl Attachments {
         Err(AppError::forbidden("you cannot see this attachment"))
     }
 
+    /// The bytes of an image or its thumbnail for `p`.
+    pub async fn download(&self, p: &Principal, id: &str, variant: Variant) -> AppResult<Download> {
+        let a = self.readable_attachment(p, id).await?;
+        let (sha, content_type) = match variant {
+            Variant::Original => (a.sha256, a.content_type),
+            Variant::Thumbnail => (a.thumb_sha256, a.thumb_content_type),
+        };
+        let blobs = self.attachments.blobs.clone();
+        let s = sha.clone();
+        let bytes = tokio::task::spawn_blocking(move || blobs.read(&s))
+            .await
+            .map_err(|e| AppError::Internal(e.into()))?
+            .map_err(|e| {
+                AppError::Internal(anyhow::anyhow!("attachment file {sha} unreadable: {e}"))
+            })?;
+        Ok(Download {
+            id: a.id,
+            sha256: sha,
+            content_type,
+            bytes,
+        })
+    }
+
     /// Remove uploads older than `ttl` that no message references, and their files.
-    pub async fn collect_garbage(&self, ttl: Duration) -> AppResult<usize> {
-        let cutoff =
-            fmt_time(chrono::Utc::now() - chrono::Duration::from_std(ttl).unwrap_or_default());
-        let unused = self.store.collect_unreferenced_attachments(&cutoff).await?;
+    pub async fn collect_unreferenced_uploads(&self, ttl: Duration) -> AppResult<usize> {
+        let cutoff = now() - chrono::Duration::from_std(ttl).unwrap_or_default();
+        let unused = self.store.collect_unreferenced_attachments(cutoff).await?;
         for sha in &unused {
-            self.blobs.remove(sha);
+            self.attachments.blobs.remove(sha);
         }
         if !unused.is_empty() {
             tracing::info!(files = unused.len(), "removed unreferenced uploads");
@@ -163,15 +236,18 @@ impl Attachments {
         Ok(unused.len())
     }
 
-    /// Run [`Self::collect_garbage`] every `every` until `stop`.
-    pub fn spawn_gc(self, ttl: Duration, every: Duration, stop: CancellationToken) {
+    pub(super) fn spawn_upload_gc(&self, stop: CancellationToken) {
+        let ttl = Duration::from_secs(self.config.limits.unreferenced_upload_ttl_secs);
+        let every =
+            Duration::from_secs(3600.min(self.config.limits.unreferenced_upload_ttl_secs.max(1)));
+        let d = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => return,
                     _ = tick.tick() => {
-                        if let Err(e) = self.collect_garbage(ttl).await {
+                        if let Err(e) = d.collect_unreferenced_uploads(ttl).await {
                             e.log();
                         }
                     }

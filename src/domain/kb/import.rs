@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::{render_markdown, validate};
-use crate::store::{Area, ArticleFields, SaveMode, SaveOutcome, Store};
+use super::{render_markdown, validate, ArticleInput};
+use crate::domain::model::{Area, ArticleFields, SaveMode, SaveOutcome};
+use crate::domain::ports::Store;
 
 /// The front matter keys of the import format.
 #[derive(Debug, Deserialize)]
@@ -87,7 +88,7 @@ pub fn parse(text: &str) -> Result<ArticleFields, (usize, String)> {
         let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
         (line, format!("front matter: {msg}"))
     })?;
-    let fields = ArticleFields {
+    let fields = ArticleInput {
         slug: fm.slug,
         locale: fm.locale,
         title: fm.title,
@@ -153,13 +154,27 @@ pub struct ImportReport {
 }
 
 /// Import one file.
-pub async fn import_file(store: &Store, path: &Path) -> Result<SaveOutcome, ImportError> {
+pub async fn import_file(store: &dyn Store, path: &Path) -> Result<SaveOutcome, ImportError> {
     let err = |line: usize, message: String| ImportError {
         path: path.to_path_buf(),
         line,
         message,
     };
     let bytes = std::fs::read(path).map_err(|e| err(1, format!("cannot read: {e}")))?;
+    import_bytes(store, path, bytes).await
+}
+
+/// Import one file's content (`path` names it in errors).
+pub async fn import_bytes(
+    store: &dyn Store,
+    path: &Path,
+    bytes: Vec<u8>,
+) -> Result<SaveOutcome, ImportError> {
+    let err = |line: usize, message: String| ImportError {
+        path: path.to_path_buf(),
+        line,
+        message,
+    };
     let text = String::from_utf8(bytes).map_err(|e| {
         let upto = &e.as_bytes()[..e.utf8_error().valid_up_to()];
         let line = upto.iter().filter(|b| **b == b'\n').count() + 1;
@@ -180,7 +195,7 @@ pub async fn import_file(store: &Store, path: &Path) -> Result<SaveOutcome, Impo
 
 /// Import every file under `dir`, reporting progress through `on_file`.
 pub async fn import_dir(
-    store: &Store,
+    store: &dyn Store,
     dir: &Path,
     mut on_file: impl FnMut(&Path, &Result<SaveOutcome, ImportError>),
 ) -> std::io::Result<ImportReport> {
@@ -210,8 +225,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(f.slug, "lost-passport");
-        assert_eq!(f.countries, vec!["BE", "LU"]);
-        assert_eq!(f.expires_at.as_deref(), Some("2027-01-31T00:00:00.000000Z"));
+        let countries: Vec<String> = f.countries.iter().map(|c| c.to_string()).collect();
+        assert_eq!(countries, vec!["BE", "LU"]);
+        assert_eq!(
+            f.expires_at.map(crate::domain::types::fmt_time).as_deref(),
+            Some("2027-01-31T00:00:00.000000Z")
+        );
         assert_eq!(f.area.unwrap().radius_km, 30.0);
         assert_eq!(f.body_markdown, "Body in Markdown.\n");
     }

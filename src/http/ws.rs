@@ -1,5 +1,6 @@
 //! One WebSocket connection: `hello`, the `welcome` snapshot and resume replay, then a
-//! single task that reads client frames, writes queued hub frames, and pings.
+//! single task that reads client frames, writes queued hub frames, and pings. Every
+//! frame is parsed here and handed to a domain service; nothing here decides a rule.
 //!
 //! One task per socket (no reader/writer split) keeps an idle connection to its socket
 //! buffers, a small future and one [`Conn`] entry in the hub.
@@ -13,13 +14,16 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 
-use super::frames::{self, ClientFrame};
-use super::{Audience, Conn, Topic};
-use crate::auth::{authenticate, Principal};
-use crate::chat::SendInput;
+use crate::app::AppState;
+use crate::domain::conversations::SendInput;
+use crate::domain::types::GeoPoint;
+use crate::domain::Principal;
 use crate::error::AppError;
-use crate::server::AppState;
-use crate::store::{ConversationFilter, MessagePage};
+use crate::hub::{topics_for, Conn};
+use crate::wire::{
+    client_msg_id_of, parse_client_frame, AckView, ClientFrame, ConversationView, MessageView,
+    ServerFrame, UserView,
+};
 
 /// Close codes of the contract.
 pub const CLOSE_UNAUTHORIZED: u16 = 4401;
@@ -78,14 +82,14 @@ async fn handshake(
             return None;
         }
     };
-    let (token, resume) = match frames::parse(&text) {
+    let (token, resume) = match parse_client_frame(&text) {
         Ok(ClientFrame::Hello { token, resume }) => (token, resume),
         _ => {
             close(socket, CLOSE_UNAUTHORIZED, "the first frame must be hello").await;
             return None;
         }
     };
-    match authenticate(&state.store, &token).await {
+    match state.domain.authenticate(&token).await {
         Ok(Some((p, session))) => Some((p, session, resume)),
         Ok(None) => {
             close(
@@ -104,38 +108,6 @@ async fn handshake(
     }
 }
 
-fn topics_for(p: &Principal) -> Vec<Topic> {
-    match p {
-        Principal::Citizen(c) => vec![Topic::Citizen(c.id.clone())],
-        Principal::Agent(a) => match a.agent.role.as_str() {
-            "admin" => vec![Topic::All],
-            "agent" => {
-                let mut t: Vec<Topic> = a.missions.iter().cloned().map(Topic::Mission).collect();
-                t.push(Topic::Agent(a.agent.id.clone()));
-                t
-            }
-            _ => vec![],
-        },
-    }
-}
-
-fn snapshot_filter(p: &Principal) -> ConversationFilter {
-    match p {
-        Principal::Citizen(c) => ConversationFilter {
-            citizen_id: Some(c.id.clone()),
-            limit: 100,
-            ..Default::default()
-        },
-        Principal::Agent(a) => ConversationFilter {
-            missions: (a.agent.role != "admin").then(|| a.missions.clone()),
-            visible_assignee: Some(a.agent.id.clone()),
-            active_only: true,
-            limit: 500,
-            ..Default::default()
-        },
-    }
-}
-
 /// Unsubscribes and counts the socket down however the task ends.
 struct Registration<'a> {
     state: &'a AppState,
@@ -150,22 +122,24 @@ impl Drop for Registration<'_> {
         self.state
             .hub
             .unsubscribe(&self.conn, &topics_for(self.principal));
-        self.state.metrics.open_sockets.fetch_sub(1, Relaxed);
-    }
-}
-
-/// Announce an agent's presence after their socket count changed.
-fn announce_presence(state: &AppState, p: &Principal) {
-    if let Principal::Agent(a) = p {
-        if p.works_conversations() {
-            let chat = state.chat.clone();
-            let a = a.clone();
-            tokio::spawn(async move { chat.presence_changed(&a).await });
+        if let Some(a) = self.principal.staff() {
+            self.state.domain.presence.push(a.id);
         }
     }
 }
 
+/// Counts every accepted socket, said hello or not, for the open-sockets gauge.
+struct Counted<'a>(&'a AppState);
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.metrics.open_sockets.fetch_sub(1, Relaxed);
+    }
+}
+
 async fn serve(mut socket: WebSocket, state: AppState) {
+    state.metrics.open_sockets.fetch_add(1, Relaxed);
+    let _counted = Counted(&state);
     // The handshake, snapshot and frame handling are boxed: their futures are large and
     // short-lived, and inlining them would make every idle socket's task that large.
     let Some((principal, session, resume)) = Box::pin(handshake(&mut socket, &state)).await else {
@@ -175,22 +149,21 @@ async fn serve(mut socket: WebSocket, state: AppState) {
     // so nothing falls between the snapshot below and live delivery.
     let conn = state
         .hub
-        .subscribe(session, principal.id().to_string(), &topics_for(&principal));
-    state.metrics.open_sockets.fetch_add(1, Relaxed);
+        .subscribe(&session, principal.id(), &topics_for(&principal));
     let reg = Registration {
         state: &state,
         conn,
         principal: &principal,
     };
-    announce_presence(&state, &principal);
+    if let Some(a) = principal.staff() {
+        state.domain.presence.push(a.id);
+    }
     if let Err(e) = Box::pin(welcome_and_replay(&mut socket, &state, &principal, resume)).await {
         e.log();
         close(&mut socket, 1011, "internal error").await;
     } else {
         run(&mut socket, &state, &principal, &reg.conn).await;
     }
-    drop(reg);
-    announce_presence(&state, &principal);
 }
 
 async fn welcome_and_replay(
@@ -199,27 +172,33 @@ async fn welcome_and_replay(
     p: &Principal,
     resume: HashMap<String, i64>,
 ) -> Result<(), AppError> {
-    let convs = state.store.list_conversations(&snapshot_filter(p)).await?;
-    if socket
-        .send(Message::Text(frames::welcome(p, &convs)))
-        .await
-        .is_err()
-    {
+    let convs = state.domain.welcome_snapshot(p).await?;
+    let welcome = ServerFrame::Welcome {
+        user: UserView::of(p),
+        conversations: convs
+            .iter()
+            .map(|c| ConversationView::for_principal(c, p))
+            .collect(),
+    };
+    if socket.send(Message::Text(welcome.text())).await.is_err() {
         return Ok(());
     }
     let mut resume: Vec<(String, i64)> = resume.into_iter().collect();
     resume.sort();
     if resume.len() > RESUME_MAX {
         let e = AppError::invalid(format!("resume names more than {RESUME_MAX} conversations"));
-        let _ = socket.send(Message::Text(frames::error(&e, None))).await;
+        let _ = socket
+            .send(Message::Text(ServerFrame::error(&e, None)))
+            .await;
         resume.truncate(RESUME_MAX);
     }
-    let include_notes = p.works_conversations();
     for (cid, last_seq) in resume {
-        let conv = match state.chat.conversation_for(p, &cid).await {
+        let conv = match state.domain.conversation_for(p, &cid).await {
             Ok(c) => c,
             Err(e @ (AppError::NotFound(_) | AppError::Forbidden(_))) => {
-                let _ = socket.send(Message::Text(frames::error(&e, None))).await;
+                let _ = socket
+                    .send(Message::Text(ServerFrame::error(&e, None)))
+                    .await;
                 continue;
             }
             Err(e) => return Err(e),
@@ -227,25 +206,16 @@ async fn welcome_and_replay(
         let mut after = last_seq.max(0);
         while after < conv.last_seq {
             let page = state
-                .store
-                .messages(
-                    &conv.id,
-                    MessagePage {
-                        after_seq: Some(after),
-                        before_seq: None,
-                        limit: REPLAY_PAGE,
-                        include_notes,
-                    },
-                )
+                .domain
+                .history(p, &conv, Some(after), None, REPLAY_PAGE)
                 .await?;
             let Some(last) = page.last() else { break };
             after = last.seq;
             for m in &page {
-                if socket
-                    .send(Message::Text(frames::message(m)))
-                    .await
-                    .is_err()
-                {
+                let frame = ServerFrame::Message {
+                    message: MessageView::for_principal(m, p),
+                };
+                if socket.send(Message::Text(frame.text())).await.is_err() {
                     return Ok(());
                 }
             }
@@ -330,7 +300,7 @@ async fn run(socket: &mut WebSocket, state: &AppState, p: &Principal, conn: &Con
                     Message::Binary(_) => {
                         state.metrics.frames_refused.fetch_add(1, Relaxed);
                         let e = AppError::invalid("binary frames are not supported; send JSON text frames");
-                        if socket.send(Message::Text(frames::error(&e, None))).await.is_err() {
+                        if socket.send(Message::Text(ServerFrame::error(&e, None))).await.is_err() {
                             return;
                         }
                     }
@@ -353,7 +323,7 @@ async fn handle_text(
     let refuse = |e: AppError, cmid: Option<&str>| {
         state.metrics.frames_refused.fetch_add(1, Relaxed);
         e.log();
-        Some(frames::error(&e, cmid))
+        Some(ServerFrame::error(&e, cmid))
     };
     if !budget.take() {
         let e = AppError::RateLimited {
@@ -363,7 +333,7 @@ async fn handle_text(
             ),
             retry_after_secs: 1,
         };
-        return refuse(e, frames::client_msg_id_of(text).as_deref());
+        return refuse(e, client_msg_id_of(text).as_deref());
     }
     if text.len() > state.config.limits.frame_max_bytes {
         let e = AppError::TooLarge(format!(
@@ -373,17 +343,19 @@ async fn handle_text(
         ));
         return refuse(e, None);
     }
-    let frame = match frames::parse(text) {
+    let frame = match parse_client_frame(text) {
         Ok(f) => f,
-        Err(e) => return refuse(e, frames::client_msg_id_of(text).as_deref()),
+        Err(e) => return refuse(e, client_msg_id_of(text).as_deref()),
+    };
+    let d = &state.domain;
+    let done = |r: Result<(), AppError>| match r {
+        Ok(()) => None,
+        Err(e) => refuse(e, None),
     };
     match frame {
-        ClientFrame::Ping => Some(frames::pong()),
-        ClientFrame::Presence { status } => match state.chat.set_presence(p, &status).await {
-            Ok(_) => None,
-            Err(e) => refuse(e, None),
-        },
+        ClientFrame::Ping => Some(ServerFrame::pong()),
         ClientFrame::Hello { .. } => refuse(AppError::invalid("already authenticated"), None),
+        ClientFrame::Presence { status } => done(d.set_presence(p, &status).await.map(|_| ())),
         ClientFrame::Send(s) => {
             let cmid = s.client_msg_id.clone();
             let input = SendInput {
@@ -392,50 +364,32 @@ async fn handle_text(
                 kind: s.kind,
                 body: s.body,
                 attachment_ids: s.attachment_ids,
+                channel: None,
             };
-            match state.chat.send(p, input).await {
-                Ok(c) => Some(frames::ack(&c)),
+            match d.send(p, input).await {
+                Ok(o) => AckView::of(&o).map(|a| ServerFrame::Ack(a).text()),
                 Err(e) => refuse(e, Some(&cmid)),
             }
         }
         ClientFrame::Typing {
             conversation_id,
             active,
-        } => match state.chat.conversation_for(p, &conversation_id).await {
-            Ok(conv) => {
-                state.hub.publish(
-                    &[&conv],
-                    Audience::Everyone,
-                    frames::typing(&conv.id, p.user_json(), active),
-                    Some(p.id()),
-                );
-                None
-            }
-            Err(e) => refuse(e, None),
-        },
+        } => done(d.typing(p, &conversation_id, active).await),
+        ClientFrame::Viewing {
+            conversation_id,
+            active,
+        } => done(d.viewing(p, &conversation_id, active).await),
         ClientFrame::Read {
             conversation_id,
             seq,
-        } => match state.chat.conversation_for(p, &conversation_id).await {
-            Ok(conv) => {
-                if seq < 0 || seq > conv.last_seq {
-                    return refuse(
-                        AppError::invalid(format!("seq must be between 0 and {}", conv.last_seq)),
-                        None,
-                    );
-                }
-                if let Err(e) = state.store.set_read(&conv.id, p.id(), seq).await {
-                    return refuse(e, None);
-                }
-                state.hub.publish(
-                    &[&conv],
-                    Audience::Everyone,
-                    frames::read(&conv.id, p.user_json(), seq),
-                    Some(p.id()),
-                );
-                None
-            }
-            Err(e) => refuse(e, None),
-        },
+        } => done(d.mark_read(p, &conversation_id, seq).await),
+        ClientFrame::Location {
+            lat,
+            lon,
+            accuracy_m,
+        } => done(match GeoPoint::parse(lat, lon, accuracy_m) {
+            Ok(at) => d.set_location(p, at).await,
+            Err(e) => Err(e),
+        }),
     }
 }

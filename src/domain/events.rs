@@ -1,0 +1,219 @@
+//! Typed events: everything the domain announces after a change commits. The domain
+//! hands them to a [`Publisher`]; the hub (and, across nodes, a message bus) carries
+//! them to the connections that may see them. Who may see what is decided here, by
+//! the event itself ([`Event::audience`]), and rendered into the wire format in one
+//! place (`crate::wire`).
+
+use serde::{Deserialize, Serialize};
+
+use super::model::{Conversation, Message};
+use super::types::*;
+
+/// Where an event about a conversation may go: its citizen, its mission's staff, its
+/// assignee. Taken from the conversation's state when the event is made, so
+/// visibility moves with a transfer.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Route {
+    pub citizen: CitizenId,
+    pub mission: MissionId,
+    pub assignee: Option<AgentId>,
+}
+
+impl From<&Conversation> for Route {
+    fn from(c: &Conversation) -> Self {
+        Route {
+            citizen: c.citizen.id,
+            mission: c.mission_id.clone(),
+            assignee: c.assignee_id,
+        }
+    }
+}
+
+/// The person behind a typing, read or viewing event, as others see them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UserRef {
+    pub id: PersonId,
+    /// `citizen` or `agent`.
+    pub kind: String,
+    /// `citizen`, `agent`, `editor` or `admin`.
+    pub role: String,
+    pub display_name: String,
+}
+
+/// What happened to a conversation (the contract's `conversation` frame `event`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConversationEvent {
+    Created,
+    Assigned,
+    Transferred,
+    Resolved,
+    Reopened,
+    PriorityChanged,
+    LabelsChanged,
+}
+
+impl ConversationEvent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConversationEvent::Created => "created",
+            ConversationEvent::Assigned => "assigned",
+            ConversationEvent::Transferred => "transferred",
+            ConversationEvent::Resolved => "resolved",
+            ConversationEvent::Reopened => "reopened",
+            ConversationEvent::PriorityChanged => "priority_changed",
+            ConversationEvent::LabelsChanged => "labels_changed",
+        }
+    }
+
+    /// Internal workflow events the citizen is not told about.
+    pub fn staff_only(self) -> bool {
+        matches!(self, ConversationEvent::LabelsChanged)
+    }
+}
+
+/// A knowledge-base article suggested to staff for a citizen's message.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Suggestion {
+    pub id: String,
+    pub slug: String,
+    pub title: String,
+    pub snippet: String,
+    pub category: String,
+    pub locale: String,
+    pub countries: Vec<String>,
+    pub score: f32,
+}
+
+/// Everything that is published.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// A message was committed.
+    Message { message: Message, route: Route },
+    /// A conversation changed; `previous` is where it was routed before (a transfer),
+    /// so the staff who lose it hear about it too.
+    Conversation {
+        kind: ConversationEvent,
+        conversation: Conversation,
+        previous: Option<Route>,
+    },
+    /// Someone is typing (not sent back to them).
+    Typing {
+        route: Route,
+        conversation_id: ConversationId,
+        user: UserRef,
+        active: bool,
+    },
+    /// Someone read up to `seq` (not sent back to them).
+    Read {
+        route: Route,
+        conversation_id: ConversationId,
+        user: UserRef,
+        seq: i64,
+    },
+    /// A staff member has the conversation open, or closed it (staff only).
+    Viewing {
+        route: Route,
+        conversation_id: ConversationId,
+        user: UserRef,
+        active: bool,
+    },
+    /// An agent's presence changed (their missions' staff).
+    Presence {
+        agent_id: AgentId,
+        name: String,
+        missions: Vec<MissionId>,
+        status: Presence,
+    },
+    /// Knowledge-base articles for a citizen's message (staff).
+    Suggestions {
+        route: Route,
+        conversation_id: ConversationId,
+        message_id: MessageId,
+        seq: i64,
+        articles: Vec<Suggestion>,
+    },
+    /// A session was revoked: its sockets close with 4401 on every node.
+    SessionRevoked { session: String },
+}
+
+/// Who an event goes to, decided by the event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Audience {
+    /// The conversation's mission staff, its assignee and admins.
+    pub staff: bool,
+    /// The conversation's citizen.
+    pub citizen: bool,
+}
+
+impl Event {
+    pub fn audience(&self) -> Audience {
+        let (staff, citizen) = match self {
+            Event::Message { message, .. } => (true, message.kind.citizen_may_see()),
+            Event::Conversation { kind, .. } => (true, !kind.staff_only()),
+            Event::Typing { .. } | Event::Read { .. } => (true, true),
+            Event::Viewing { .. } | Event::Presence { .. } | Event::Suggestions { .. } => {
+                (true, false)
+            }
+            Event::SessionRevoked { .. } => (false, false),
+        };
+        Audience { staff, citizen }
+    }
+
+    /// The person who caused the event and must not get it back.
+    pub fn author(&self) -> Option<PersonId> {
+        match self {
+            Event::Typing { user, .. } | Event::Read { user, .. } | Event::Viewing { user, .. } => {
+                Some(user.id)
+            }
+            _ => None,
+        }
+    }
+
+    /// The routes of the conversation(s) the event is about.
+    pub fn routes(&self) -> Vec<Route> {
+        match self {
+            Event::Message { route, .. }
+            | Event::Typing { route, .. }
+            | Event::Read { route, .. }
+            | Event::Viewing { route, .. }
+            | Event::Suggestions { route, .. } => vec![route.clone()],
+            Event::Conversation {
+                conversation,
+                previous,
+                ..
+            } => {
+                let mut r: Vec<Route> = previous.iter().cloned().collect();
+                r.push(Route::from(conversation));
+                r
+            }
+            Event::Presence { .. } | Event::SessionRevoked { .. } => vec![],
+        }
+    }
+}
+
+/// The seam between the domain and whatever carries events to connections: the
+/// in-process hub, and a message bus when several nodes run. Publishing never blocks.
+pub trait Publisher: Send + Sync {
+    fn publish(&self, event: Event);
+}
+
+/// How many sockets an agent has open (across every node): an agent with none is
+/// offline, whatever they chose.
+pub trait Connections: Send + Sync {
+    fn agent_sockets(&self, agent: AgentId) -> u32;
+}
+
+/// Neither publishes nor counts: for a command-line process with no sockets.
+pub struct Offline;
+
+impl Publisher for Offline {
+    fn publish(&self, _: Event) {}
+}
+
+impl Connections for Offline {
+    fn agent_sockets(&self, _: AgentId) -> u32 {
+        0
+    }
+}

@@ -1,0 +1,179 @@
+//! The SQLite backend: one file under the data dir, WAL, `synchronous=FULL`, foreign
+//! keys on, a busy timeout for the command line writing while the server runs.
+//!
+//! Reads go through a small pool. Every write of this process goes through one
+//! connection behind an async mutex, so writers never race each other for SQLite's
+//! single write lock (which would turn into `SQLITE_BUSY` on deferred transactions),
+//! and the commit writer can put many messages in one fsync.
+//!
+//! Split by aggregate: conversations and messages, people and sessions, workflow and
+//! audit, attachments, knowledge base, outbox.
+
+mod attachments;
+mod conversations;
+mod kb;
+mod outbox;
+mod people;
+mod workflow;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Connection, SqlitePool};
+use tokio::sync::{Mutex, MutexGuard};
+
+use crate::domain::model::AuditEntry;
+use crate::domain::ports::Store;
+use crate::domain::types::*;
+use crate::error::{AppError, AppResult};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// The write connection, held while a write (or a batch of them) runs.
+type WriteConn<'a> = MutexGuard<'a, SqliteConnection>;
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    read: SqlitePool,
+    write: Arc<Mutex<SqliteConnection>>,
+}
+
+fn options(path: &Path) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(10))
+        .pragma("temp_store", "memory")
+}
+
+impl SqliteStore {
+    /// Open (creating if needed) `DATA_DIR/lingshi.db` and apply pending migrations.
+    pub async fn open(data_dir: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
+        let path = data_dir.join("lingshi.db");
+        let opts = options(&path);
+        let mut write = SqliteConnection::connect_with(&opts)
+            .await
+            .with_context(|| format!("cannot open database {}", path.display()))?;
+        MIGRATOR
+            .run(&mut write)
+            .await
+            .context("cannot apply database migrations")?;
+        let read = SqlitePoolOptions::new()
+            .min_connections(1)
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(opts.read_only(true))
+            .await
+            .context("cannot open database read pool")?;
+        Ok(SqliteStore {
+            read,
+            write: Arc::new(Mutex::new(write)),
+        })
+    }
+
+    async fn writer(&self) -> WriteConn<'_> {
+        self.write.lock().await
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> AppResult<()> {
+        sqlx::query("SELECT 1").execute(&self.read).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.read.close().await;
+        let mut w = self.write.lock().await;
+        // Fold the WAL back into the main file so a restart opens fast.
+        let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&mut *w)
+            .await;
+    }
+}
+
+// ----- values to and from columns ----------------------------------------------------
+
+/// A stored value that does not parse: the database was changed behind the service's
+/// back. Reported, never read as a default (which could be written back).
+fn corrupt(what: &str, value: &str) -> AppError {
+    AppError::Internal(anyhow::anyhow!("corrupt {what} in the database: {value:?}"))
+}
+
+fn time(s: &str) -> AppResult<Timestamp> {
+    parse_time(s).ok_or_else(|| corrupt("time", s))
+}
+
+fn opt_time(s: Option<&str>) -> AppResult<Option<Timestamp>> {
+    s.map(time).transpose()
+}
+
+fn uuid(s: &str) -> AppResult<uuid::Uuid> {
+    uuid::Uuid::try_parse(s).map_err(|_| corrupt("id", s))
+}
+
+fn word<T: FromStr>(what: &str, s: &str) -> AppResult<T> {
+    s.parse().map_err(|_| corrupt(what, s))
+}
+
+fn json<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> AppResult<T> {
+    serde_json::from_str(s).map_err(|_| corrupt(what, s))
+}
+
+fn country(s: Option<&str>) -> AppResult<Option<CountryCode>> {
+    s.map(|c| CountryCode::parse(c).map_err(|_| corrupt("country", c)))
+        .transpose()
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("values serialise")
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+/// Insert an audit entry inside a transaction.
+async fn insert_audit(conn: &mut SqliteConnection, a: &AuditEntry) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO audit_log (id, at, actor_kind, actor_id, action, target_kind, target_id, mission_id, details) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(a.id.to_string())
+    .bind(fmt_time(a.at))
+    .bind(a.actor.kind())
+    .bind(a.actor.id().map(|i| i.to_string()))
+    .bind(&a.action)
+    .bind(a.target.as_ref().map(|t| t.0.as_str()))
+    .bind(a.target.as_ref().map(|t| t.1.as_str()))
+    .bind(a.mission_id.as_ref().map(|m| m.as_str()))
+    .bind(a.details.to_string())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Run `f` in a `BEGIN IMMEDIATE` transaction on the write connection.
+macro_rules! write_tx {
+    ($store:expr, |$tx:ident| $body:block) => {{
+        let mut w = $store.writer().await;
+        let mut $tx = sqlx::Connection::begin_with(&mut *w, "BEGIN IMMEDIATE").await?;
+        let out = $body;
+        $tx.commit().await?;
+        out
+    }};
+}
+use write_tx;
