@@ -60,6 +60,7 @@ pub async fn open(
 ) -> anyhow::Result<Opened> {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.data_dir).await?);
     let identity = IdentityVerifier::from_config(&config.identity)?;
+    let triage = crate::domain::triage::TriageState::load(&config)?;
     let assigner = MergeQueue::new();
     let outbox_wake = Arc::new(tokio::sync::Notify::new());
     let writer_stop = CancellationToken::new();
@@ -97,6 +98,7 @@ pub async fn open(
         kb: KbState::new(engine),
         attachments,
         identity,
+        triage,
         outbox_wake,
     });
     Ok(Opened {
@@ -158,7 +160,8 @@ impl Server {
         .spawn(domain.kb.index_wake.clone(), stop_background.clone());
         OutboxWorker {
             store: opened.store.clone(),
-            courier: Arc::new(crate::outbound::WebhookCourier::new(&config)?),
+            courier: Arc::new(crate::outbound::Couriers::new(&config)?),
+            publisher: hub.clone(),
             metrics: metrics.clone(),
             wake: domain.outbox_wake.clone(),
             node: node_name(),
