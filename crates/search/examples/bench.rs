@@ -389,7 +389,6 @@ fn index(
 }
 
 fn search(engine: &TantivyEngine, rounds: usize) -> Result<(), Box<dyn std::error::Error>> {
-
     let classes: &[(&str, &[&str])] = &[
         (
             "chinese",

@@ -7,9 +7,16 @@
 //! ```text
 //! cargo run --release -p lingshi-search --example relevance                 # tantivy
 //! cargo run --release -p lingshi-search --example relevance -- meilisearch URL KEY
+//! cargo run --release -p lingshi-search --example relevance -- fake
 //! ```
+//! `fake` runs the Meilisearch backend against the local fake of the Meilisearch API
+//! used by the tests: it exercises the same client, settings and query planning, but
+//! the fake's ranking is a naive word match, so its figures are no measure of
+//! Meilisearch's own relevance.
 //! Add `--no-misses` to print only the tables.
 
+#[path = "../tests/fake_meili/mod.rs"]
+mod fake_meili;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -71,8 +78,21 @@ fn main() {
                 .build()
                 .expect("tokio runtime"),
         },
+        Some("fake") => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            let fake = fake_meili::FakeMeili::start(&rt, "relevance-key");
+            Backend::Meili {
+                url: fake.url.clone(),
+                key: Some(fake.key.clone()),
+                rt,
+            }
+        }
         Some(other) => {
-            eprintln!("unknown backend {other:?}: use tantivy or meilisearch URL KEY");
+            eprintln!("unknown backend {other:?}: use tantivy, fake or meilisearch URL KEY");
             std::process::exit(2);
         }
     };

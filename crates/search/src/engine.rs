@@ -467,6 +467,11 @@ impl SearchEngine for TantivyEngine {
         self.writer().delete_all_documents()?;
         Ok(())
     }
+
+    fn set_synonyms(&self, synonyms: Synonyms) -> Result<(), SearchError> {
+        TantivyEngine::set_synonyms(self, synonyms);
+        Ok(())
+    }
 }
 
 #[cfg(test)]

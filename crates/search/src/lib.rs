@@ -204,4 +204,7 @@ pub trait SearchEngine: Send + Sync {
     fn doc_count(&self) -> Result<u64, SearchError>;
     /// Removes every document (for full rebuilds; visible after commit).
     fn clear(&self) -> Result<(), SearchError>;
+    /// Replaces the synonyms dictionary for the following searches. Synonyms apply at
+    /// query time, so editors' additions take effect without reindexing anything.
+    fn set_synonyms(&self, synonyms: Synonyms) -> Result<(), SearchError>;
 }

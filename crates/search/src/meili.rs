@@ -635,6 +635,10 @@ impl SearchEngine for MeiliEngine {
             Ok(())
         })
     }
+
+    fn set_synonyms(&self, synonyms: Synonyms) -> Result<(), SearchError> {
+        MeiliEngine::set_synonyms(self, synonyms)
+    }
 }
 
 #[cfg(test)]

@@ -75,3 +75,36 @@ fn check(name: &str, make: MakeEngine<'_>) {
 fn questions_find_their_articles_on_tantivy() {
     check("tantivy", &|docs, _| tantivy(docs));
 }
+
+/// The same targets on a real Meilisearch server, when one is configured
+/// (`LINGSHI_TEST_MEILISEARCH_URL`, `LINGSHI_TEST_MEILISEARCH_KEY`).
+#[test]
+fn questions_find_their_articles_on_a_real_meilisearch_when_configured() {
+    let Ok(url) = std::env::var("LINGSHI_TEST_MEILISEARCH_URL") else {
+        eprintln!("LINGSHI_TEST_MEILISEARCH_URL not set: Meilisearch relevance skipped");
+        return;
+    };
+    let key = std::env::var("LINGSHI_TEST_MEILISEARCH_KEY")
+        .ok()
+        .filter(|k| !k.is_empty());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let make = |docs: &[Doc], name: &str| -> Box<dyn SearchEngine> {
+        let config = lingshi_search::MeiliConfig {
+            url: url.clone(),
+            api_key: key.clone(),
+            index: format!("lingshi_relevance_{}_{name}", std::process::id()),
+            ..lingshi_search::MeiliConfig::default()
+        };
+        let e = lingshi_search::MeiliEngine::open(config, Synonyms::builtin(), rt.handle().clone())
+            .unwrap();
+        e.clear().unwrap();
+        e.upsert(docs.to_vec()).unwrap();
+        e.commit().unwrap();
+        Box::new(e)
+    };
+    check("meilisearch", &make);
+}

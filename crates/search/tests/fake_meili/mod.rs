@@ -93,6 +93,11 @@ impl FakeMeili {
     /// Starts the fake on 127.0.0.1:0 on the given runtime; `key` is the master key it
     /// requires as a bearer token.
     pub fn start(rt: &tokio::runtime::Runtime, key: &str) -> FakeMeili {
+        rt.block_on(FakeMeili::spawn(key))
+    }
+
+    /// [`FakeMeili::start`] from async code, on the current runtime.
+    pub async fn spawn(key: &str) -> FakeMeili {
         let inner = Arc::new(Mutex::new(Inner::default()));
         let fake = FakeMeili {
             url: String::new(),
@@ -114,11 +119,11 @@ impl FakeMeili {
             .route("/tasks/{id}", get(get_task))
             .layer(axum::middleware::from_fn_with_state(fake.clone(), record))
             .with_state(fake.clone());
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
             .expect("bind");
         let addr: SocketAddr = listener.local_addr().expect("addr");
-        rt.spawn(async move {
+        tokio::spawn(async move {
             axum::serve(listener, app).await.expect("serve");
         });
         FakeMeili {
