@@ -352,13 +352,13 @@ fn printable(s: &str) -> String {
 
 /// Bring the index up to date after a CLI write, or leave it to the running server.
 async fn update_index(config: &Config, opened: &Opened, rebuild: bool) -> anyhow::Result<()> {
-    use crate::domain::kb::indexer::{state_file_for, Indexer};
-    match crate::domain::kb::open_engine(config) {
+    use crate::domain::kb::indexer::Indexer;
+    match crate::domain::kb::open_engine(config).await {
         Ok(engine) => {
             let indexer = Indexer {
                 store: opened.store.clone(),
                 engine,
-                state_file: state_file_for(&crate::domain::kb::index_dir(config)),
+                state_file: crate::domain::kb::index_state_file(config),
             };
             if rebuild {
                 let n = indexer.rebuild().await?;

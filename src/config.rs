@@ -305,7 +305,8 @@ impl Default for Sessions {
 #[serde(default)]
 pub struct KbSettings {
     /// Extra search synonyms (groups of equivalent words across languages) added to
-    /// the ones shipped in the binary; empty = none.
+    /// the ones shipped in the binary; empty = none. Editors change it without a
+    /// rebuild or a restart: the server reloads it when it changes.
     pub synonyms_file: PathBuf,
     /// `lingshi serve` fills an empty knowledge base with the starter articles shipped
     /// in the binary, so search works on the first run; off for a mission that wants
@@ -318,6 +319,35 @@ impl Default for KbSettings {
         KbSettings {
             synonyms_file: PathBuf::new(),
             import_starter: true,
+        }
+    }
+}
+
+/// Which engine answers searches. The embedded index needs nothing else; Meilisearch
+/// suits deployments that already run it or run several nodes over one index.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct SearchSettings {
+    /// `embedded` (the index in the data dir) or `meilisearch`.
+    pub backend: String,
+    /// Meilisearch server URL.
+    pub url: String,
+    /// Meilisearch API key (search, documents, settings, tasks and index rights).
+    pub api_key: Secret,
+    /// Meilisearch index uid; one index holds every locale.
+    pub index: String,
+    /// Seconds between checks of `kb.synonyms_file` for changes; 0 = load it at start only.
+    pub synonyms_reload_secs: u64,
+}
+
+impl Default for SearchSettings {
+    fn default() -> Self {
+        SearchSettings {
+            backend: "embedded".into(),
+            url: "http://127.0.0.1:7700".into(),
+            api_key: Secret::default(),
+            index: "lingshi_articles".into(),
+            synonyms_reload_secs: 10,
         }
     }
 }
@@ -338,6 +368,7 @@ pub struct Config {
     pub identity: Identity,
     pub sessions: Sessions,
     pub kb: KbSettings,
+    pub search: SearchSettings,
     pub webhooks: Vec<Webhook>,
     pub hotline: Hotline,
     pub triage: TriageSettings,
@@ -363,6 +394,7 @@ impl Default for Config {
             identity: Identity::default(),
             sessions: Sessions::default(),
             kb: KbSettings::default(),
+            search: SearchSettings::default(),
             webhooks: vec![],
             hotline: Hotline::default(),
             triage: TriageSettings::default(),
@@ -540,6 +572,42 @@ impl Config {
                 "log_format {:?} must be \"text\" or \"json\"",
                 self.log_format
             ));
+        }
+        match self.search.backend.as_str() {
+            "embedded" => {}
+            "meilisearch" => {
+                let s = &self.search;
+                if !(s.url.starts_with("http://") || s.url.starts_with("https://")) {
+                    return bad(
+                        "search.url must be the http:// or https:// URL of the Meilisearch server"
+                            .into(),
+                    );
+                }
+                if s.index.is_empty()
+                    || !s
+                        .index
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                {
+                    return bad(format!(
+                        "search.index {:?} must be letters, digits, '-' or '_'",
+                        s.index
+                    ));
+                }
+                if !s
+                    .api_key
+                    .expose()
+                    .bytes()
+                    .all(|b| (0x21..0x7f).contains(&b))
+                {
+                    return bad("search.api_key must be printable ASCII without spaces".into());
+                }
+            }
+            other => {
+                return bad(format!(
+                    "search.backend {other:?} must be \"embedded\" or \"meilisearch\""
+                ))
+            }
         }
         Ok(())
     }

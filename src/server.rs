@@ -18,7 +18,7 @@ use crate::domain::assigner::MergeQueue;
 use crate::domain::attachments::{AttachmentState, Blobs};
 use crate::domain::events::{Connections, Publisher};
 use crate::domain::identity::IdentityVerifier;
-use crate::domain::kb::indexer::{state_file_for, Indexer};
+use crate::domain::kb::indexer::Indexer;
 use crate::domain::kb::KbState;
 use crate::domain::limits::Limiters;
 use crate::domain::outbox::OutboxWorker;
@@ -129,13 +129,18 @@ impl Server {
         let config = Arc::new(config);
         let metrics = Arc::new(Metrics::default());
         let hub = Arc::new(Hub::new(config.limits.outbound_queue));
-        let engine = crate::domain::kb::open_engine(&config).map_err(|e| match e {
-            lingshi_search::SearchError::Locked => anyhow::anyhow!(
-                "the search index {} is in use by another lingshi server; stop it or use another --data-dir",
-                crate::domain::kb::index_dir(&config).display()
-            ),
-            other => anyhow::anyhow!("cannot open the search index: {other}"),
-        })?;
+        let engine = crate::domain::kb::open_engine(&config)
+            .await
+            .map_err(|e| match e {
+                lingshi_search::SearchError::Locked => anyhow::anyhow!(
+                    "the search index {} is in use by another lingshi server; stop it or use another --data-dir",
+                    crate::domain::kb::index_dir(&config).display()
+                ),
+                other => anyhow::anyhow!(
+                    "cannot open the search index ({} backend): {other}",
+                    config.search.backend
+                ),
+            })?;
         let opened = open(
             config.clone(),
             hub.clone(),
@@ -160,10 +165,15 @@ impl Server {
         // the chat back.
         Indexer {
             store: opened.store.clone(),
-            engine,
-            state_file: state_file_for(&crate::domain::kb::index_dir(&config)),
+            engine: engine.clone(),
+            state_file: crate::domain::kb::index_state_file(&config),
         }
         .spawn(domain.kb.index_wake.clone(), stop_background.clone());
+        crate::domain::kb::spawn_synonyms_reloader(
+            config.clone(),
+            engine.clone(),
+            stop_background.clone(),
+        );
         OutboxWorker {
             store: opened.store.clone(),
             courier: Arc::new(crate::outbound::Couriers::new(&config)?),
