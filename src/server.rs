@@ -269,7 +269,17 @@ impl Server {
             Err(_) => tracing::warn!("in-flight requests did not finish within 10 s"),
         }
         self.stop_background.cancel();
-        self.opened.close().await?;
+        // Background tasks end on the cancellation at their next await; the search index
+        // (and its lock) is released when the last of them lets go, so a server started
+        // right after this one on the same data directory finds it free.
+        let engine = Arc::downgrade(&self.state.domain.kb.engine);
+        let Server { state, opened, .. } = self;
+        drop(state);
+        opened.close().await?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while engine.upgrade().is_some() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         tracing::info!("shutdown complete");
         Ok(())
     }
@@ -285,6 +295,10 @@ fn node_name() -> String {
 
 /// Run until SIGTERM or Ctrl-C, then shut down gracefully.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    // Listen for the signals before anything else: a SIGTERM that arrives while the
+    // server is still starting (or importing the starter articles) must also end in a
+    // graceful shutdown, never in the default action.
+    let signals = ShutdownSignals::install()?;
     let server = Server::start(config).await?;
     if server.state.config.kb.import_starter {
         let n = server.state.domain.import_starter_kb().await.map_err(|e| {
@@ -303,27 +317,42 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             "lingshi: no staff account yet; create the first administrator at {base}/console/#setup={token}"
         );
     }
-    shutdown_signal().await;
+    signals.recv().await;
     server.shutdown().await
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// SIGTERM and SIGINT (Ctrl-C), registered when installed.
+struct ShutdownSignals {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> anyhow::Result<ShutdownSignals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(ShutdownSignals {
+                term: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+                int: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+            })
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+        #[cfg(not(unix))]
+        Ok(ShutdownSignals {})
+    }
+
+    async fn recv(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.term.recv() => {},
+            _ = self.int.recv() => {},
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = &mut self;
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

@@ -123,6 +123,9 @@ pub fn spawn_synonyms_reloader(
             .ok()
             .map(|m| (m.modified().ok(), m.len()))
     };
+    // A weak handle: the reloader must not keep the index (and its lock) open after
+    // the server has let go of it.
+    let engine = Arc::downgrade(&engine);
     tokio::spawn(async move {
         let mut seen = stamp(&path);
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(every));
@@ -149,7 +152,9 @@ pub fn spawn_synonyms_reloader(
                 None => Synonyms::builtin(),
             };
             let groups = merged.len();
-            let engine = engine.clone();
+            let Some(engine) = engine.upgrade() else {
+                return;
+            };
             match tokio::task::spawn_blocking(move || engine.set_synonyms(merged)).await {
                 Ok(Ok(())) => {
                     tracing::info!(file = %path.display(), groups, "synonyms reloaded")
