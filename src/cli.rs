@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 
+use crate::assembly::Opened;
 use crate::config::Config;
 use crate::domain::events::Offline;
 use crate::domain::kb::NoIndex;
@@ -13,7 +14,6 @@ use crate::domain::model::{Actor, SaveOutcome};
 use crate::domain::sessions::{NewStaff, MIN_PASSWORD_CHARS};
 use crate::domain::types::{MissionId, Role};
 use crate::metrics::Metrics;
-use crate::server::Opened;
 use crate::wire::EscalationView;
 
 #[derive(Parser, Debug)]
@@ -152,7 +152,7 @@ fn read_password(from_stdin: bool) -> anyhow::Result<String> {
 
 /// The domain without a server: the store, a writer, no sockets and no index.
 async fn open_offline(config: &Config) -> anyhow::Result<Opened> {
-    crate::server::open(
+    crate::assembly::open(
         std::sync::Arc::new(config.clone()),
         std::sync::Arc::new(Offline),
         std::sync::Arc::new(Offline),

@@ -1,7 +1,7 @@
 //! Wiring: open the store and the index, build the domain around its seams (the store,
 //! the hub as publisher, the couriers), start the workers, serve HTTP and WebSocket,
 //! and shut down in order. The only module that knows every other one; nothing imports
-//! it but `main` and the command line.
+//! it but `main`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
@@ -13,102 +13,13 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{App, AppState};
+use crate::assembly::{open, Opened};
 use crate::config::Config;
-use crate::domain::assigner::MergeQueue;
-use crate::domain::attachments::{AttachmentState, Blobs};
-use crate::domain::events::{Connections, Publisher};
-use crate::domain::identity::IdentityVerifier;
 use crate::domain::kb::indexer::Indexer;
-use crate::domain::kb::KbState;
-use crate::domain::limits::Limiters;
 use crate::domain::outbox::OutboxWorker;
-use crate::domain::ports::Store;
-use crate::domain::writer::{Writer, WriterParts};
-use crate::domain::{Domain, Inner};
 use crate::http::listener::{connection_budget, ConnectionLimits};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
-use crate::store::SqliteStore;
-
-/// A domain with its writer running, for the command line and the server alike.
-pub struct Opened {
-    pub domain: Domain,
-    pub store: Arc<dyn Store>,
-    writer_stop: CancellationToken,
-    writer_task: JoinHandle<()>,
-}
-
-impl Opened {
-    /// Commit what was accepted and close the database.
-    pub async fn close(self) -> anyhow::Result<()> {
-        self.writer_stop.cancel();
-        self.writer_task.await.context("writer task failed")?;
-        self.store.close().await;
-        Ok(())
-    }
-}
-
-/// Open the store and build the domain around `publisher` and `connections` (the hub
-/// for a server, nothing for a command). `engine` is the search index the domain
-/// searches (a command that must not hold the index passes an empty one).
-pub async fn open(
-    config: Arc<Config>,
-    publisher: Arc<dyn Publisher>,
-    connections: Arc<dyn Connections>,
-    metrics: Arc<Metrics>,
-    engine: Arc<dyn lingshi_search::SearchEngine>,
-) -> anyhow::Result<Opened> {
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.data_dir).await?);
-    let identity = IdentityVerifier::from_config(&config.identity)?;
-    let triage = crate::domain::triage::TriageState::load(&config)?;
-    let assigner = MergeQueue::new();
-    let outbox_wake = Arc::new(tokio::sync::Notify::new());
-    let writer_stop = CancellationToken::new();
-    let (writer, writer_task) = Writer::start(
-        WriterParts {
-            store: store.clone(),
-            config: config.clone(),
-            publisher: publisher.clone(),
-            metrics: metrics.clone(),
-            assigner: assigner.clone(),
-            outbox_wake: outbox_wake.clone(),
-        },
-        config.limits.write_queue,
-        config.limits.commit_batch_max,
-        writer_stop.clone(),
-    );
-    let attachments = AttachmentState {
-        blobs: Blobs::open(&config.data_dir).context("cannot create the attachments folder")?,
-        limits: Arc::new(lingshi_media::Limits {
-            max_bytes: config.limits.image_max_bytes,
-            max_pixels: config.limits.image_max_pixels,
-            thumb_max_side: 512,
-        }),
-    };
-    let domain = Domain::new(Inner {
-        limits: Limiters::new(&config.limits),
-        config,
-        store: store.clone(),
-        publisher,
-        connections,
-        metrics,
-        writer,
-        assigner,
-        presence: MergeQueue::new(),
-        kb: KbState::new(engine),
-        attachments,
-        identity,
-        setup: Default::default(),
-        triage,
-        outbox_wake,
-    });
-    Ok(Opened {
-        domain,
-        store,
-        writer_stop,
-        writer_task,
-    })
-}
 
 /// A running server. Dropping it does not stop it; call [`Server::shutdown`].
 pub struct Server {
