@@ -59,13 +59,27 @@ async fn import(app: &TestApp, dir: &Path, probe: &str, slug: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    for _ in 0..200 {
-        if slugs(&search(app, &[("q", probe)]).await).contains(&slug.to_string()) {
+    // Generous: on a loaded two-core machine the debug build's indexer can lag.
+    let mut last = Value::Null;
+    for _ in 0..600 {
+        last = search(app, &[("q", probe)]).await;
+        if slugs(&last).contains(&slug.to_string()) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("{slug} never became searchable with {probe:?}");
+    let metrics = match app.http.get(app.url("/metrics")).send().await {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(e) => e.to_string(),
+    };
+    let metrics: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.contains("search") || l.contains("kb"))
+        .collect();
+    panic!(
+        "{slug} never became searchable with {probe:?}; last answer: {last}\nimport said: {}\nmetrics: {metrics:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 /// The starter knowledge base with only one language folder (`en` or `zh-CN`).

@@ -4,7 +4,7 @@
 //! Chinese and English questions, typo'd English, pinyin and mixed queries, every other
 //! query with a country filter, all through the built-in dictionary.
 //!
-//! `cargo run --release -p lingshi-search --example bench -- [N] [--threads T]
+//! `cargo run --release -p lingshi-search --example search_bench -- [N] [--threads T]
 //! [--heap-mib M] [--batch B] [--rounds R] [--index DIR]`
 //!
 //! With `--index DIR` the index is kept in DIR and reused when it already holds N
