@@ -3,6 +3,7 @@
 //! the path of one message from a citizen's socket to an agent's screen.
 
 pub mod app;
+pub mod bridges;
 pub mod cli;
 pub mod config;
 pub mod domain;

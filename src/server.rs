@@ -13,10 +13,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{App, AppState};
-use crate::config::Config;
+use crate::bridges::telegram::TelegramTap;
+use crate::config::{Config, TelegramMode};
 use crate::domain::assigner::MergeQueue;
 use crate::domain::attachments::{AttachmentState, Blobs};
-use crate::domain::events::{Connections, Publisher};
+use crate::domain::events::{Connections, Observed, Publisher};
 use crate::domain::identity::IdentityVerifier;
 use crate::domain::kb::indexer::{state_file_for, Indexer};
 use crate::domain::kb::KbState;
@@ -114,6 +115,7 @@ pub struct Server {
     stop_accepting: CancellationToken,
     stop_background: CancellationToken,
     serve_task: JoinHandle<std::io::Result<()>>,
+    telegram: Option<lingshi_telegram::Bridge>,
 }
 
 impl Server {
@@ -131,9 +133,19 @@ impl Server {
             ),
             other => anyhow::anyhow!("cannot open the search index: {other}"),
         })?;
+        // The Telegram bridge is woken by the events of its conversations.
+        let nudges = lingshi_telegram::Nudges::new();
+        let publisher: Arc<dyn Publisher> = if config.telegram.enabled() {
+            Arc::new(Observed {
+                observers: vec![Arc::new(TelegramTap(nudges.clone()))],
+                publisher: hub.clone(),
+            })
+        } else {
+            hub.clone()
+        };
         let opened = open(
             config.clone(),
-            hub.clone(),
+            publisher,
             hub.clone(),
             metrics.clone(),
             engine.clone(),
@@ -163,6 +175,21 @@ impl Server {
             node: node_name(),
         }
         .spawn(stop_background.clone());
+        let telegram = if config.telegram.enabled() {
+            Some(crate::bridges::telegram::start(
+                &config,
+                domain.clone(),
+                nudges,
+                stop_background.clone(),
+                node_name(),
+            )?)
+        } else {
+            None
+        };
+        let bridge_routes = telegram
+            .as_ref()
+            .filter(|_| config.telegram.mode == TelegramMode::Webhook)
+            .map(lingshi_telegram::webhook_router);
         let state = AppState::new(App {
             config: config.clone(),
             domain,
@@ -173,7 +200,7 @@ impl Server {
             .await
             .with_context(|| format!("cannot listen on {}", config.bind))?;
         let addr = listener.local_addr()?;
-        let app = crate::http::router(state.clone());
+        let app = crate::http::router_with(state.clone(), bridge_routes);
         let stop_accepting = CancellationToken::new();
         let stop = stop_accepting.clone();
         let serve_task = tokio::spawn(async move {
@@ -192,6 +219,7 @@ impl Server {
             stop_accepting,
             stop_background,
             serve_task,
+            telegram,
         })
     }
 
@@ -229,6 +257,15 @@ impl Server {
             Err(_) => tracing::warn!("in-flight requests did not finish within 10 s"),
         }
         self.stop_background.cancel();
+        if let Some(bridge) = self.telegram {
+            // Sends in flight finish and save their cursors before the store closes.
+            if tokio::time::timeout(Duration::from_secs(30), bridge.join())
+                .await
+                .is_err()
+            {
+                tracing::warn!("telegram bridge did not stop within 30 s");
+            }
+        }
         self.opened.close().await?;
         tracing::info!("shutdown complete");
         Ok(())

@@ -17,6 +17,7 @@ pub mod planner;
 pub mod ports;
 pub mod principal;
 pub mod sessions;
+pub mod telegram;
 pub mod types;
 pub mod webhooks;
 pub mod workflow;
