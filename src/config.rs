@@ -113,6 +113,14 @@ pub struct Mission {
     pub countries: Vec<String>,
     #[serde(default = "default_timezone")]
     pub timezone: String,
+    /// The mission's 24-hour duty (consular protection) phone, told to citizens in an
+    /// emergency.
+    #[serde(default)]
+    pub duty_phone: String,
+    /// The local emergency number of each covered country (`BE = "112"`), told to
+    /// citizens in an emergency before anything else.
+    #[serde(default)]
+    pub emergency_numbers: std::collections::BTreeMap<String, String>,
 }
 
 fn default_timezone() -> String {
@@ -126,8 +134,41 @@ impl Default for Mission {
             name: String::new(),
             countries: vec![],
             timezone: default_timezone(),
+            duty_phone: String::new(),
+            emergency_numbers: Default::default(),
         }
     }
+}
+
+/// The 12308 hotline: where escalations are delivered.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct Hotline {
+    /// Empty: escalations are recorded and shown to staff, not delivered.
+    pub url: String,
+    /// `whsec_<base64>`: signs deliveries and verifies the hotline's acknowledgements.
+    pub secret: Secret,
+    /// Not acknowledged within this: re-escalated, and the default mission alerted too.
+    pub reescalate_after_secs: u64,
+}
+
+impl Default for Hotline {
+    fn default() -> Self {
+        Hotline {
+            url: String::new(),
+            secret: Secret::default(),
+            reescalate_after_secs: 120,
+        }
+    }
+}
+
+/// Triage of citizens' messages.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct TriageSettings {
+    /// A rules file replacing the built-in `config/triage.toml`; re-read when it
+    /// changes. Empty: the built-in rules.
+    pub rules_file: PathBuf,
 }
 
 /// A subscriber to domain events, delivered through the outbox with Standard Webhooks
@@ -177,6 +218,23 @@ pub struct Limits {
     pub image_max_pixels: u64,
     /// Uploads that no message references are removed after this long.
     pub unreferenced_upload_ttl_secs: u64,
+    /// Uploads one person may make per minute.
+    pub uploads_per_minute: u32,
+    /// Upload bytes one client address may send per hour.
+    pub upload_bytes_per_address_per_hour: u64,
+    /// Bytes of uploads one person may hold that no message uses yet.
+    pub unreferenced_upload_bytes_per_person: u64,
+    /// Bytes of uploads no message uses, for everyone together; beyond it uploads wait.
+    pub unreferenced_upload_bytes_max: u64,
+    /// Seconds a connection has to send a request's headers (also closes idle
+    /// keep-alive connections and clients trickling headers).
+    pub http_header_timeout_secs: u64,
+    /// Seconds a request (body included) may take; uploads get four times this.
+    pub http_request_timeout_secs: u64,
+    /// Connections one client address may hold at once.
+    pub connections_per_address: usize,
+    /// Connections in all; 0 = as many as the open-file limit allows, minus a reserve.
+    pub connections_max: usize,
 }
 
 impl Default for Limits {
@@ -196,6 +254,14 @@ impl Default for Limits {
             image_max_bytes: 10 * 1024 * 1024,
             image_max_pixels: 40_000_000,
             unreferenced_upload_ttl_secs: 24 * 3600,
+            uploads_per_minute: 10,
+            upload_bytes_per_address_per_hour: 200 * 1024 * 1024,
+            unreferenced_upload_bytes_per_person: 50 * 1024 * 1024,
+            unreferenced_upload_bytes_max: 2 * 1024 * 1024 * 1024,
+            http_header_timeout_secs: 10,
+            http_request_timeout_secs: 30,
+            connections_per_address: 1024,
+            connections_max: 0,
         }
     }
 }
@@ -321,6 +387,8 @@ pub struct Config {
     pub kb: KbSettings,
     pub webhooks: Vec<Webhook>,
     pub telegram: Telegram,
+    pub hotline: Hotline,
+    pub triage: TriageSettings,
 }
 
 impl Default for Config {
@@ -336,6 +404,8 @@ impl Default for Config {
                 name: "Consular Protection Center, Ministry of Foreign Affairs".into(),
                 countries: vec![],
                 timezone: "Asia/Shanghai".into(),
+                duty_phone: "+86-10-12308".into(),
+                ..Mission::default()
             }],
             limits: Limits::default(),
             identity: Identity::default(),
@@ -343,6 +413,8 @@ impl Default for Config {
             kb: KbSettings::default(),
             webhooks: vec![],
             telegram: Telegram::default(),
+            hotline: Hotline::default(),
+            triage: TriageSettings::default(),
         }
     }
 }
@@ -451,6 +523,11 @@ impl Config {
             || l.unreferenced_upload_ttl_secs == 0
             || l.ping_interval_secs == 0
             || l.idle_timeout_secs <= l.ping_interval_secs
+            || l.http_header_timeout_secs == 0
+            || l.http_request_timeout_secs == 0
+            || l.connections_per_address == 0
+            || l.uploads_per_minute == 0
+            || l.upload_bytes_per_address_per_hour == 0
         {
             return bad("limits: every limit must be positive, frame_max_bytes at least 1024, and idle_timeout_secs larger than ping_interval_secs".into());
         }
@@ -485,6 +562,29 @@ impl Config {
             }
         }
         self.validate_telegram()?;
+        if !self.hotline.url.is_empty() {
+            if !(self.hotline.url.starts_with("http://")
+                || self.hotline.url.starts_with("https://"))
+            {
+                return bad("hotline.url must be http:// or https://".into());
+            }
+            if signing_key(&self.hotline.secret).is_none() {
+                return bad("hotline.secret must be whsec_ followed by base64".into());
+            }
+        }
+        if self.hotline.reescalate_after_secs < 5 {
+            return bad("hotline.reescalate_after_secs must be at least 5".into());
+        }
+        for m in &self.missions {
+            for c in m.emergency_numbers.keys() {
+                if !m.countries.contains(c) && m.id != self.default_mission {
+                    return bad(format!(
+                        "mission {:?}: emergency_numbers names {c}, which it does not cover",
+                        m.id
+                    ));
+                }
+            }
+        }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return bad(format!(
                 "log_format {:?} must be \"text\" or \"json\"",
@@ -528,7 +628,9 @@ impl Config {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
             {
-                return bad("mode \"webhook\" needs secret_token: 1 to 256 letters, digits, '_' or '-'");
+                return bad(
+                    "mode \"webhook\" needs secret_token: 1 to 256 letters, digits, '_' or '-'",
+                );
             }
         }
         Ok(())
@@ -579,6 +681,7 @@ mod tests {
             name: "Embassy in Belgium".into(),
             countries: vec!["BE".into()],
             timezone: "Europe/Brussels".into(),
+            ..Mission::default()
         });
         c
     }
@@ -608,6 +711,7 @@ mod tests {
             name: "Consulate".into(),
             countries: vec!["BE".into()],
             timezone: "UTC".into(),
+            ..Mission::default()
         });
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("country BE is claimed"), "{e}");

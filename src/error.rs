@@ -29,6 +29,9 @@ pub enum AppError {
     /// The server is shutting down or overloaded; the client should retry.
     #[error("{0}")]
     Unavailable(String),
+    /// The request took longer than the server allows.
+    #[error("{0}")]
+    Timeout(String),
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -61,6 +64,7 @@ impl AppError {
             AppError::UnsupportedMediaType(_) => "unsupported_media_type",
             AppError::RateLimited { .. } => "rate_limited",
             AppError::Unavailable(_) => "unavailable",
+            AppError::Timeout(_) => "request_timeout",
             AppError::Internal(_) => "internal",
         }
     }
@@ -77,6 +81,7 @@ impl AppError {
             AppError::UnsupportedMediaType(_) => 415,
             AppError::RateLimited { .. } => 429,
             AppError::Unavailable(_) => 503,
+            AppError::Timeout(_) => 408,
             AppError::Internal(_) => 500,
         }
     }

@@ -78,6 +78,13 @@ pub struct Metrics {
     pub outbox_failures: AtomicU64,
     /// Time from a row's commit to its delivery.
     pub outbox_delivery_seconds: Histogram,
+    /// Time from an emergency message or SOS reaching the server to the guidance being
+    /// committed (the citizen sees it with the ack).
+    pub guidance_seconds: Histogram,
+    /// Time from an escalation's creation to its first delivery to the hotline.
+    pub escalation_delivery_seconds: Histogram,
+    /// Open escalations nobody has acknowledged.
+    pub escalations_unacknowledged: AtomicI64,
 }
 
 impl Default for Metrics {
@@ -99,6 +106,9 @@ impl Default for Metrics {
             outbox_delivered: AtomicU64::new(0),
             outbox_failures: AtomicU64::new(0),
             outbox_delivery_seconds: Histogram::new(DELIVERY_BOUNDS),
+            guidance_seconds: Histogram::new(LATENCY_BOUNDS),
+            escalation_delivery_seconds: Histogram::new(DELIVERY_BOUNDS),
+            escalations_unacknowledged: AtomicI64::new(0),
         }
     }
 }
@@ -183,6 +193,22 @@ impl Metrics {
             "Failed outbox delivery attempts.",
             "counter",
             self.outbox_failures.load(Relaxed).to_string(),
+        );
+        gauge(
+            "lingshi_escalations_unacknowledged",
+            "Open escalations nobody has acknowledged.",
+            "gauge",
+            self.escalations_unacknowledged.load(Relaxed).to_string(),
+        );
+        self.guidance_seconds.render(
+            &mut out,
+            "lingshi_emergency_guidance_seconds",
+            "Time from an emergency message or SOS to the citizen's guidance being committed.",
+        );
+        self.escalation_delivery_seconds.render(
+            &mut out,
+            "lingshi_escalation_delivery_seconds",
+            "Time from an escalation's creation to its first delivery to the hotline.",
         );
         self.outbox_delivery_seconds.render(
             &mut out,

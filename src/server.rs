@@ -21,11 +21,12 @@ use crate::domain::events::{Connections, Observed, Publisher};
 use crate::domain::identity::IdentityVerifier;
 use crate::domain::kb::indexer::{state_file_for, Indexer};
 use crate::domain::kb::KbState;
+use crate::domain::limits::Limiters;
 use crate::domain::outbox::OutboxWorker;
 use crate::domain::ports::Store;
-use crate::domain::sessions::RateLimiter;
 use crate::domain::writer::{Writer, WriterParts};
 use crate::domain::{Domain, Inner};
+use crate::http::listener::{connection_budget, ConnectionLimits};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::store::SqliteStore;
@@ -60,6 +61,7 @@ pub async fn open(
 ) -> anyhow::Result<Opened> {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.data_dir).await?);
     let identity = IdentityVerifier::from_config(&config.identity)?;
+    let triage = crate::domain::triage::TriageState::load(&config)?;
     let assigner = MergeQueue::new();
     let outbox_wake = Arc::new(tokio::sync::Notify::new());
     let writer_stop = CancellationToken::new();
@@ -85,7 +87,7 @@ pub async fn open(
         }),
     };
     let domain = Domain::new(Inner {
-        session_limiter: RateLimiter::new(config.limits.sessions_per_minute),
+        limits: Limiters::new(&config.limits),
         config,
         store: store.clone(),
         publisher,
@@ -97,6 +99,7 @@ pub async fn open(
         kb: KbState::new(engine),
         attachments,
         identity,
+        triage,
         outbox_wake,
     });
     Ok(Opened {
@@ -114,7 +117,7 @@ pub struct Server {
     opened: Opened,
     stop_accepting: CancellationToken,
     stop_background: CancellationToken,
-    serve_task: JoinHandle<std::io::Result<()>>,
+    serve_task: JoinHandle<()>,
     telegram: Option<lingshi_telegram::Bridge>,
 }
 
@@ -169,7 +172,8 @@ impl Server {
         .spawn(domain.kb.index_wake.clone(), stop_background.clone());
         OutboxWorker {
             store: opened.store.clone(),
-            courier: Arc::new(crate::outbound::WebhookCourier::new(&config)?),
+            courier: Arc::new(crate::outbound::Couriers::new(&config)?),
+            publisher: hub.clone(),
             metrics: metrics.clone(),
             wake: domain.outbox_wake.clone(),
             node: node_name(),
@@ -203,14 +207,15 @@ impl Server {
         let app = crate::http::router_with(state.clone(), bridge_routes);
         let stop_accepting = CancellationToken::new();
         let stop = stop_accepting.clone();
-        let serve_task = tokio::spawn(async move {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await
-        });
+        let limits = ConnectionLimits {
+            header_timeout: Duration::from_secs(config.limits.http_header_timeout_secs),
+            per_address: config.limits.connections_per_address,
+            total: match config.limits.connections_max {
+                0 => connection_budget(),
+                n => n,
+            },
+        };
+        let serve_task = tokio::spawn(crate::http::listener::serve(listener, app, limits, stop));
         tracing::info!(%addr, data_dir = %config.data_dir.display(), missions = config.missions.len(), "lingshi listening");
         Ok(Server {
             addr,
@@ -251,8 +256,7 @@ impl Server {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         match tokio::time::timeout(Duration::from_secs(10), self.serve_task).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "server ended with an error"),
+            Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "server task failed"),
             Err(_) => tracing::warn!("in-flight requests did not finish within 10 s"),
         }

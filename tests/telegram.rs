@@ -136,7 +136,11 @@ async fn start_greets_in_both_languages_asks_the_country_and_routes_by_it() {
     .await;
     fake.text(100, "/country us");
     fake.wait_for(secs(10), "the new country", |s| {
-        has_text(s, 100, "Your messages go to the Embassy in the United States")
+        has_text(
+            s,
+            100,
+            "Your messages go to the Embassy in the United States",
+        )
     })
     .await;
     fake.text(100, "/country Belgium");
@@ -192,8 +196,14 @@ async fn text_photos_documents_and_locations_reach_the_agent_like_app_messages()
         .unwrap();
     assert_eq!(&bytes[..2], &[0xFF, 0xD8], "a JPEG");
     assert!(!bytes.windows(4).any(|w| w == b"Exif"), "EXIF removed");
-    assert!(!bytes.windows(6).any(|w| w == b"SECRET"), "camera model removed");
-    assert!(fake.calls("getfile").len() == 1, "one getFile for the largest size");
+    assert!(
+        !bytes.windows(6).any(|w| w == b"SECRET"),
+        "camera model removed"
+    );
+    assert!(
+        fake.calls("getfile").len() == 1,
+        "one getFile for the largest size"
+    );
 
     // An image sent as a file.
     fake.document(200, jpeg(40, 30), "image/jpeg", "scan.jpg", None);
@@ -204,17 +214,29 @@ async fn text_photos_documents_and_locations_reach_the_agent_like_app_messages()
     // A location: stored as the citizen's last location and shown to the agent.
     fake.location(200, 50.8466, 4.3528);
     let m = ws.expect("message").await["message"].clone();
-    assert!(m["body"].as_str().unwrap().contains("50.846600, 4.352800"), "{m}");
+    assert!(
+        m["body"].as_str().unwrap().contains("50.846600, 4.352800"),
+        "{m}"
+    );
 
     // Friendly refusals: over Telegram's 20 MB download limit, not an image.
     fake.document(200, vec![0; 16], "image/jpeg", "huge.jpg", Some(25_000_000));
     fake.wait_for(secs(10), "the size refusal", |s| has_text(s, 200, "20 MB"))
         .await;
-    fake.document(200, b"%PDF-1.4".to_vec(), "application/pdf", "form.pdf", None);
+    fake.document(
+        200,
+        b"%PDF-1.4".to_vec(),
+        "application/pdf",
+        "form.pdf",
+        None,
+    );
     fake.wait_for(secs(10), "the type refusal", |s| has_text(s, 200, "照片"))
         .await;
     let (_, v) = app
-        .get(&format!("/v1/conversations/{conv}/messages"), Some(&agent.token))
+        .get(
+            &format!("/v1/conversations/{conv}/messages"),
+            Some(&agent.token),
+        )
         .await;
     assert_eq!(v["messages"].as_array().unwrap().len(), 4, "{v}");
     // Nothing the citizen wrote was echoed back to the chat.
@@ -288,7 +310,11 @@ async fn replies_reach_the_chat_in_order_with_images_by_upload_and_never_notes()
     assert_eq!(sent[0].parse_mode.as_deref(), Some("HTML"));
     assert!(sent[1].text.as_deref().unwrap().ends_with("second reply"));
     assert_eq!(sent[2].method, "sendphoto");
-    assert!(sent[2].caption.as_deref().unwrap().contains("the form to fill"));
+    assert!(sent[2]
+        .caption
+        .as_deref()
+        .unwrap()
+        .contains("the form to fill"));
     let stored = app
         .http
         .get(app.url(&format!("/v1/attachments/{}", up["id"].as_str().unwrap())))
@@ -345,7 +371,15 @@ async fn thirty_quick_replies_arrive_in_order_paced_within_the_limits() {
     let sent = fake.sent_to(400);
     let bodies: Vec<String> = sent
         .iter()
-        .map(|s| s.text.clone().unwrap().rsplit('\n').next().unwrap().to_string())
+        .map(|s| {
+            s.text
+                .clone()
+                .unwrap()
+                .rsplit('\n')
+                .next()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     let expected: Vec<String> = (1..=30).map(|i| format!("reply {i:02}")).collect();
     assert_eq!(bodies, expected);
@@ -384,7 +418,10 @@ async fn retry_after_is_honoured_and_order_kept() {
     );
     assert!(calls[2].at.duration_since(calls[1].at) >= Duration::from_millis(950));
     let texts = texts_to(&fake, 500);
-    assert!(texts[0].ends_with("one") && texts[1].ends_with("two"), "{texts:?}");
+    assert!(
+        texts[0].ends_with("one") && texts[1].ends_with("two"),
+        "{texts:?}"
+    );
 }
 
 #[tokio::test]
@@ -497,13 +534,21 @@ async fn help_search_alerts_and_sos_are_answered() {
     fake.wait_for(secs(10), "country", |s| has_text(s, 900, "BE"))
         .await;
     fake.text(900, "/alerts");
-    fake.wait_for(secs(10), "alerts", |s| has_text(s, 900, "布鲁塞尔交通罢工提醒"))
-        .await;
+    fake.wait_for(secs(10), "alerts", |s| {
+        has_text(s, 900, "布鲁塞尔交通罢工提醒")
+    })
+    .await;
     fake.text(900, "/sos");
     fake.wait_for(secs(10), "the hotline", |s| {
         has_text(s, 900, "+86-10-12308") && has_text(s, 900, "+86-10-65612308")
     })
     .await;
+    // The SOS took the app's path: an emergency conversation with the Belgian mission.
+    let admin = app.staff("root@mfa.example", "mfa", "admin").await;
+    let conv = the_conversation(&app, &admin.token).await;
+    assert_eq!(conv["channel"], "telegram");
+    assert_eq!(conv["priority"], "emergency", "{conv}");
+    assert_eq!(conv["mission_id"], "be");
     fake.text(900, "/teleport");
     fake.wait_for(secs(10), "unknown command", |s| {
         has_text(s, 900, "没有这个命令")
@@ -529,7 +574,11 @@ async fn group_chats_get_a_polite_refusal_and_create_nothing() {
         fake.unconfirmed() == 0
     })
     .await;
-    assert_eq!(fake.sent_to(-100_123).len(), 1, "one refusal, no reply to chatter");
+    assert_eq!(
+        fake.sent_to(-100_123).len(),
+        1,
+        "one refusal, no reply to chatter"
+    );
     assert!(conversations(&app, &admin.token).await.is_empty());
 }
 
@@ -543,7 +592,10 @@ async fn webhook_needs_the_secret_token_and_redeliveries_do_nothing_twice() {
     })
     .await;
     let agent = app.staff("chen@mfa.example", "mfa", "agent").await;
-    wait_until(secs(10), "setWebhook", || async { fake.webhook().is_some() }).await;
+    wait_until(secs(10), "setWebhook", || async {
+        fake.webhook().is_some()
+    })
+    .await;
     assert_eq!(
         fake.webhook(),
         Some((
@@ -554,10 +606,7 @@ async fn webhook_needs_the_secret_token_and_redeliveries_do_nothing_twice() {
     let (m, _) = fake.private_message(1100, json!({"text": "via webhook"}));
     let update = fake.make_update("message", m);
     let post = |secret: Option<&'static str>| {
-        let mut r = app
-            .http
-            .post(app.url("/v1/telegram/webhook"))
-            .json(&update);
+        let mut r = app.http.post(app.url("/v1/telegram/webhook")).json(&update);
         if let Some(s) = secret {
             r = r.header("X-Telegram-Bot-Api-Secret-Token", s);
         }
@@ -633,7 +682,10 @@ async fn a_polling_restart_redelivering_updates_creates_no_duplicate() {
         .unwrap();
     let base = format!("http://{}", server.addr());
     wait_until(secs(15), "the new messages", || async {
-        all_messages(&app.http, &base, &agent.token, &conv).await.len() >= 5
+        all_messages(&app.http, &base, &agent.token, &conv)
+            .await
+            .len()
+            >= 5
     })
     .await;
     wait_until(secs(10), "the updates confirmed", || async {
@@ -768,22 +820,27 @@ async fn replies_queued_at_a_kill_9_are_delivered_exactly_once_after_the_restart
     }
     // Once every chat's next reply was refused, the replies before it are recorded as
     // delivered (a chat's next message goes only after that).
-    wait_until(secs(20), "an attempt refused by the outage in every chat", || async {
-        let refused: std::collections::HashSet<i64> = fake
-            .calls("sendmessage")
-            .iter()
-            .filter(|c| c.status == 429)
-            .filter_map(|c| c.params["chat_id"].as_i64())
-            .collect();
-        refused.len() == chats.len()
-    })
+    wait_until(
+        secs(20),
+        "an attempt refused by the outage in every chat",
+        || async {
+            let refused: std::collections::HashSet<i64> = fake
+                .calls("sendmessage")
+                .iter()
+                .filter(|c| c.status == 429)
+                .filter_map(|c| c.params["chat_id"].as_i64())
+                .collect();
+            refused.len() == chats.len()
+        },
+    )
     .await;
     server.child.start_kill().unwrap();
     server.child.wait().await.unwrap();
     fake.set_outage(None);
 
     let server = start_server(&file, dir.path(), "second").await;
-    fake.wait_for(secs(60), "every reply", |s| s.len() >= 24).await;
+    fake.wait_for(secs(60), "every reply", |s| s.len() >= 24)
+        .await;
     // Give a duplicate a chance to show up.
     tokio::time::sleep(secs(3)).await;
     let sent = fake.sent();

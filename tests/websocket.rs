@@ -203,7 +203,12 @@ async fn typing_and_read_reach_the_other_side() {
 
 #[tokio::test]
 async fn a_client_that_cannot_keep_up_is_closed_with_4008_and_loses_nothing() {
-    let app = TestApp::spawn_with(|c| c.limits.outbound_queue = 4).await;
+    let app = TestApp::spawn_with(|c| {
+        c.limits.outbound_queue = 4;
+        // The flood is the point here, not the sender's rate limit.
+        c.limits.frames_per_second = 100_000;
+    })
+    .await;
     let c = app.citizen("Li", Some("BE")).await;
     let agent = app.staff("be@test.example", "be", "agent").await;
     let conv = app.conversation(&c).await["id"]

@@ -607,17 +607,35 @@ async fn cmd_telegram(
         &["figure", "value"],
         &[
             vec!["replies acknowledged".into(), f.replies.to_string()],
-            vec!["replies delivered (distinct)".into(), f.delivered.to_string()],
+            vec![
+                "replies delivered (distinct)".into(),
+                f.delivered.to_string(),
+            ],
             vec!["duplicates".into(), f.duplicates.to_string()],
             vec!["out of order".into(), f.out_of_order.to_string()],
-            vec!["429 answers (limits exceeded)".into(), f.too_many.to_string()],
-            vec!["reply rate while agents sent (/s)".into(), format!("{:.0}", f.reply_rate)],
-            vec!["delivery throughput, first reply → last arrival (/s)".into(), format!("{:.1}", f.throughput)],
-            vec!["delivery throughput, first → last arrival (/s)".into(), format!("{:.1}", f.steady_throughput)],
+            vec![
+                "429 answers (limits exceeded)".into(),
+                f.too_many.to_string(),
+            ],
+            vec![
+                "reply rate while agents sent (/s)".into(),
+                format!("{:.0}", f.reply_rate),
+            ],
+            vec![
+                "delivery throughput, first reply → last arrival (/s)".into(),
+                format!("{:.1}", f.throughput),
+            ],
+            vec![
+                "delivery throughput, first → last arrival (/s)".into(),
+                format!("{:.1}", f.steady_throughput),
+            ],
             vec!["delivery latency p50 (ms)".into(), fmt_ms(l.p50)],
             vec!["delivery latency p99 (ms)".into(), fmt_ms(l.p99)],
             vec!["delivery latency max (ms)".into(), fmt_ms(l.max)],
-            vec!["wall time (s)".into(), format!("{:.1}", f.wall.as_secs_f64())],
+            vec![
+                "wall time (s)".into(),
+                format!("{:.1}", f.wall.as_secs_f64()),
+            ],
         ],
     );
     if f.delivered != f.replies || f.duplicates > 0 || f.out_of_order > 0 || f.too_many > 0 {

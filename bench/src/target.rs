@@ -149,6 +149,8 @@ impl Target {
             .arg("--bind")
             .arg(addr.to_string())
             .env("LINGSHI_LIMITS__SESSIONS_PER_MINUTE", "1000000")
+            // Every bench client connects from loopback addresses.
+            .env("LINGSHI_LIMITS__CONNECTIONS_PER_ADDRESS", "1000000")
             .env(
                 "LINGSHI_LIMITS__FRAMES_PER_SECOND",
                 frames_per_second.to_string(),

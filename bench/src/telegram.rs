@@ -94,7 +94,10 @@ pub async fn run(
     let mut t = Target::spawn_lingshi_env(opts, 1000, None, &env).await?;
     let mut tokens = Vec::new();
     for i in 0..agents.max(1) {
-        tokens.push(t.agent_in(&format!("tg-agent-{i}@bench.example"), "mfa").await?);
+        tokens.push(
+            t.agent_in(&format!("tg-agent-{i}@bench.example"), "mfa")
+                .await?,
+        );
     }
     // Every chat writes once: that makes the citizen and the conversation.
     let first_chat = 10_000i64;
@@ -120,7 +123,11 @@ pub async fn run(
             break;
         }
         if setup.elapsed() > Duration::from_secs(120 + chats as u64 / 10) {
-            bail!("only {} of {chats} conversations after {:?}", all.len(), setup.elapsed());
+            bail!(
+                "only {} of {chats} conversations after {:?}",
+                all.len(),
+                setup.elapsed()
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -41,3 +41,6 @@ CREATE TABLE delivery_cursors (
     updated_at      TEXT NOT NULL,
     PRIMARY KEY (channel, conversation_id)
 );
+
+-- Upload quotas sum a person's uploads that no message uses yet.
+CREATE INDEX attachments_uploader ON attachments (uploader_id, created_at);

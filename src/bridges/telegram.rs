@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, TelegramMode};
 use crate::domain::conversations::SendInput;
+use crate::domain::escalations::SosInput;
 use crate::domain::events::{Event, Observer};
 use crate::domain::kb::SearchRequest;
 use crate::domain::model::Message;
@@ -111,6 +112,15 @@ fn profile(p: &Principal, new: bool) -> Profile {
             .map(|c| c.as_str().to_string()),
         new,
     }
+}
+
+/// The address an upload from a chat is counted under. Uploads are limited per client
+/// address; every Telegram photo arrives through this process, so each chat stands for
+/// its own address: the discard-only prefix `100::/64` with the chat id, never routed.
+fn chat_address(chat_id: i64) -> std::net::IpAddr {
+    std::net::IpAddr::V6(std::net::Ipv6Addr::from(
+        (0x0100u128 << 112) | (chat_id as u64 as u128),
+    ))
 }
 
 fn conversation_id(s: &str) -> DeskResult<ConversationId> {
@@ -253,7 +263,11 @@ impl Desk for TelegramDesk {
                 {
                     return Ok(Submitted { duplicate: true });
                 }
-                let a = self.domain.upload(&p, bytes).await.map_err(desk_error)?;
+                let a = self
+                    .domain
+                    .upload(&p, chat_address(user.chat_id), bytes)
+                    .await
+                    .map_err(desk_error)?;
                 self.send(
                     &p,
                     SendInput {
@@ -356,9 +370,35 @@ impl Desk for TelegramDesk {
 
     async fn sos(&self, user: &ChatUser, _key: &str) -> DeskResult<String> {
         let (p, _) = self.principal(user).await?;
-        // SOS seam: the emergency operation (escalation to the 12308 hotline, priority
-        // `emergency`, guidance in the conversation) is called here once the domain
-        // has it; until then the citizen gets the hotline numbers at once.
+        // The escalation (priority `emergency`, the 12308 hotline alerted, guidance
+        // posted in the conversation and so delivered to the chat) takes the app's
+        // path. The hotline numbers are answered at once whatever happens to it.
+        let mut attempt = 0;
+        loop {
+            match self
+                .domain
+                .sos(&p, SosInput::default(), Channel::Telegram)
+                .await
+            {
+                Ok(o) => {
+                    if let Some(e) = o.escalation {
+                        tracing::warn!(escalation = %e.id, "SOS from a telegram chat");
+                    }
+                    break;
+                }
+                Err(e @ (AppError::RateLimited { .. } | AppError::Unavailable(_)))
+                    if attempt < 3 =>
+                {
+                    attempt += 1;
+                    tracing::info!(error = %e.public_message(), attempt, "telegram SOS retried");
+                    tokio::time::sleep(Duration::from_millis(300 * attempt)).await;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e.public_message(), "telegram SOS not escalated; the citizen gets the hotline numbers");
+                    break;
+                }
+            }
+        }
         Ok(lingshi_telegram::texts::hotline(lang_of(&p)))
     }
 
@@ -417,12 +457,7 @@ impl Desk for TelegramDesk {
             .map_err(desk_error)
     }
 
-    async fn outgoing(
-        &self,
-        conversation: &str,
-        after: i64,
-        limit: usize,
-    ) -> DeskResult<Outgoing> {
+    async fn outgoing(&self, conversation: &str, after: i64, limit: usize) -> DeskResult<Outgoing> {
         let o = self
             .domain
             .telegram_outgoing(conversation_id(conversation)?, after, limit as i64)

@@ -6,6 +6,7 @@
 //! mission's agents (admins: all).
 
 use std::io::Write;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::limits::limited;
 use super::model::Attachment;
 use super::types::*;
 use super::{Domain, Principal};
@@ -117,8 +119,34 @@ impl Domain {
         self.attachments.limits.max_bytes
     }
 
-    /// Check, clean and store an upload of `p`.
-    pub async fn upload(&self, p: &Principal, bytes: Vec<u8>) -> AppResult<Attachment> {
+    /// Check, clean and store an upload of `p` from `ip`. Uploads are limited per
+    /// person (count per minute, bytes not yet used in a message), per address (bytes
+    /// per hour) and for everyone (bytes not yet used in a message), so nobody can fill
+    /// the disk with images they never send.
+    pub async fn upload(&self, p: &Principal, ip: IpAddr, bytes: Vec<u8>) -> AppResult<Attachment> {
+        let l = &self.config.limits;
+        self.limits
+            .uploads
+            .take(&p.id(), 1.0)
+            .map_err(|wait| limited("too many uploads; wait a moment", wait))?;
+        self.limits
+            .upload_bytes
+            .take(&ip, bytes.len() as f64)
+            .map_err(|wait| limited("too many upload bytes from this address; try later", wait))?;
+        let mine = self.store.unreferenced_upload_bytes(Some(p.id())).await?;
+        if mine as u64 + bytes.len() as u64 > l.unreferenced_upload_bytes_per_person {
+            return Err(limited(
+                "you have uploaded many images that are not in a message yet; send them first",
+                60,
+            ));
+        }
+        let all = self.store.unreferenced_upload_bytes(None).await?;
+        if all as u64 + bytes.len() as u64 > l.unreferenced_upload_bytes_max {
+            tracing::warn!(bytes = all, "unreferenced uploads reached their limit");
+            return Err(AppError::Unavailable(
+                "uploads are paused for a moment; try again later".into(),
+            ));
+        }
         let limits = self.attachments.limits.clone();
         let blobs = self.attachments.blobs.clone();
         let (img, sha, thumb_sha) = tokio::task::spawn_blocking(move || -> AppResult<_> {

@@ -8,9 +8,12 @@
 pub mod assigner;
 pub mod attachments;
 pub mod conversations;
+pub mod emergency;
+pub mod escalations;
 pub mod events;
 pub mod identity;
 pub mod kb;
+pub mod limits;
 pub mod model;
 pub mod outbox;
 pub mod planner;
@@ -18,6 +21,7 @@ pub mod ports;
 pub mod principal;
 pub mod sessions;
 pub mod telegram;
+pub mod triage;
 pub mod types;
 pub mod webhooks;
 pub mod workflow;
@@ -63,7 +67,8 @@ pub struct Inner {
     pub kb: kb::KbState,
     pub attachments: attachments::AttachmentState,
     pub identity: identity::IdentityVerifier,
-    pub session_limiter: sessions::RateLimiter,
+    pub triage: triage::TriageState,
+    pub limits: limits::Limiters,
     /// Woken when rows are written to the outbox.
     pub outbox_wake: Arc<Notify>,
 }
@@ -91,6 +96,8 @@ impl Domain {
             });
         }
         self.spawn_gap_recorder(stop.clone());
+        self.spawn_triage_reloader(stop.clone());
+        self.spawn_reescalation(stop.clone());
         self.spawn_upload_gc(stop.clone());
     }
 

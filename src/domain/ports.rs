@@ -27,6 +27,8 @@ pub trait ConversationStore: Send + Sync {
         conversation: ConversationId,
         page: MessagePage,
     ) -> AppResult<Vec<Message>>;
+    /// The newest unresolved conversation of a citizen.
+    async fn open_conversation_of(&self, citizen: CitizenId) -> AppResult<Option<Conversation>>;
     /// Remember how far a reader has read (never moves backwards).
     async fn set_read(
         &self,
@@ -106,6 +108,13 @@ pub trait PeopleStore: Send + Sync {
         locale: Option<&Locale>,
         country: Option<Option<CountryCode>>,
     ) -> AppResult<Option<Citizen>>;
+    /// Citizens whose last shared location lies in the box between these corners (the
+    /// domain keeps those inside the circle it needs).
+    async fn citizens_located_in(
+        &self,
+        lat: (f64, f64),
+        lon: (f64, f64),
+    ) -> AppResult<Vec<(CitizenId, GeoPoint)>>;
     async fn create_session(
         &self,
         token_hash: &str,
@@ -136,6 +145,8 @@ pub trait WorkflowStore: Send + Sync {
 pub trait AttachmentStore: Send + Sync {
     async fn insert_attachment(&self, a: &Attachment) -> AppResult<()>;
     async fn attachment(&self, id: AttachmentId) -> AppResult<Option<Attachment>>;
+    /// Bytes of uploads that no message references, of one uploader or of everyone.
+    async fn unreferenced_upload_bytes(&self, uploader: Option<PersonId>) -> AppResult<i64>;
     /// Conversations whose messages hold the attachment.
     async fn attachment_conversations(&self, id: AttachmentId) -> AppResult<Vec<ConversationId>>;
     /// Delete uploads older than `cutoff` that no message references; returns the file
@@ -217,6 +228,8 @@ pub trait OutboxStore: Send + Sync {
         error: &str,
     ) -> AppResult<()>;
     async fn outbox_row(&self, id: OutboxId) -> AppResult<Option<OutboxRow>>;
+    /// The rows about one subject (an escalation's deliveries), oldest first.
+    async fn outbox_rows_about(&self, subject: &str) -> AppResult<Vec<OutboxRow>>;
     async fn outbox_stats(&self) -> AppResult<OutboxStats>;
     /// Take or renew the named lease for `holder` until `until`; `false` when another
     /// holder has it and it has not expired.
@@ -238,8 +251,11 @@ pub trait TelegramStore: Send + Sync {
     async fn telegram_citizen(&self, chat_id: i64) -> AppResult<Option<Citizen>>;
     /// The citizen of a private chat; `citizen` is created and linked when the chat is
     /// new, in one transaction. `true` when it was created.
-    async fn link_telegram_chat(&self, chat_id: i64, citizen: &Citizen)
-        -> AppResult<(Citizen, bool)>;
+    async fn link_telegram_chat(
+        &self,
+        chat_id: i64,
+        citizen: &Citizen,
+    ) -> AppResult<(Citizen, bool)>;
     /// The private chat of a citizen who writes from Telegram.
     async fn telegram_chat_of(&self, citizen: CitizenId) -> AppResult<Option<i64>>;
     async fn telegram_update_handled(&self, update_id: i64) -> AppResult<bool>;
@@ -256,6 +272,32 @@ pub trait TelegramStore: Send + Sync {
     async fn telegram_backlog(&self, limit: i64) -> AppResult<Vec<ChannelBacklog>>;
 }
 
+/// Escalations to the hotline (written with the conversation through
+/// `ConversationStore::commit`; read and annotated here).
+#[async_trait]
+pub trait EscalationStore: Send + Sync {
+    async fn escalation(&self, id: EscalationId) -> AppResult<Option<Escalation>>;
+    /// Newest first.
+    async fn escalations(&self, f: &EscalationFilter) -> AppResult<Vec<Escalation>>;
+    /// Open, unacknowledged escalations whose staff were last alerted before `before`.
+    async fn escalations_to_reescalate(
+        &self,
+        before: Timestamp,
+        limit: i64,
+    ) -> AppResult<Vec<Escalation>>;
+    /// Open escalations nobody has acknowledged.
+    async fn unacknowledged_escalations(&self) -> AppResult<i64>;
+    /// One more delivery attempt of an escalation event; with `delivered_at`, a pending
+    /// escalation becomes delivered. Returns the escalation when its state changed.
+    async fn record_escalation_attempt(
+        &self,
+        id: EscalationId,
+        delivered_at: Option<Timestamp>,
+    ) -> AppResult<Option<Escalation>>;
+    /// Send every outbox row about `subject` again (same ids); returns how many.
+    async fn redeliver_subject(&self, subject: &str) -> AppResult<u64>;
+}
+
 /// Everything the domain needs from storage.
 #[async_trait]
 pub trait Store:
@@ -266,6 +308,7 @@ pub trait Store:
     + KbStore
     + OutboxStore
     + TelegramStore
+    + EscalationStore
 {
     /// The database answers (readiness).
     async fn ping(&self) -> AppResult<()>;

@@ -5,10 +5,7 @@
 //! does not let anyone sign in, and a session is revoked by marking its row. Tokens are
 //! never logged.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::Instant;
 
 use argon2::password_hash::{
     rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
@@ -93,42 +90,6 @@ pub fn clean_name(name: Option<&str>) -> AppResult<Option<String>> {
     Ok(Some(name.to_string()))
 }
 
-/// Per-client-address token bucket.
-pub struct RateLimiter {
-    per_minute: f64,
-    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
-}
-
-impl RateLimiter {
-    pub fn new(per_minute: u32) -> Self {
-        RateLimiter {
-            per_minute: per_minute as f64,
-            buckets: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Take one token for `ip`; `Err(seconds)` tells when the next one is available.
-    pub fn check(&self, ip: IpAddr) -> Result<(), u64> {
-        let now = Instant::now();
-        let rate = self.per_minute / 60.0;
-        let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() > 100_000 {
-            // Forget addresses whose bucket has refilled; they lose nothing.
-            let cap = self.per_minute;
-            map.retain(|_, (tokens, at)| *tokens + at.elapsed().as_secs_f64() * rate < cap);
-        }
-        let (tokens, at) = map.entry(ip).or_insert((self.per_minute, now));
-        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate).min(self.per_minute);
-        *at = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(((1.0 - *tokens) / rate).ceil().max(1.0) as u64)
-        }
-    }
-}
-
 /// What a citizen asks for when signing in.
 #[derive(Debug, Default)]
 pub struct CitizenSignIn {
@@ -156,12 +117,12 @@ pub struct NewStaff {
 
 impl Domain {
     fn sign_in_allowed(&self, ip: IpAddr) -> AppResult<()> {
-        self.session_limiter
-            .check(ip)
-            .map_err(|wait| AppError::RateLimited {
-                message: "too many sign-ins from this address; try again shortly".into(),
-                retry_after_secs: wait,
-            })
+        self.limits.sign_ins.take(&ip, 1.0).map_err(|wait| {
+            super::limits::limited(
+                "too many sign-ins from this address; try again shortly",
+                wait,
+            )
+        })
     }
 
     async fn issue(&self, subject: SessionSubject) -> AppResult<String> {
@@ -391,18 +352,6 @@ mod tests {
         assert_ne!(ha, hb);
         assert_eq!(token_hash(&a), ha);
         assert!(!ha.contains(&a));
-    }
-
-    #[test]
-    fn limiter_refuses_after_burst() {
-        let l = RateLimiter::new(3);
-        let ip: IpAddr = "127.0.0.1".parse().unwrap();
-        assert!(l.check(ip).is_ok());
-        assert!(l.check(ip).is_ok());
-        assert!(l.check(ip).is_ok());
-        let wait = l.check(ip).unwrap_err();
-        assert!(wait >= 1);
-        assert!(l.check("127.0.0.2".parse().unwrap()).is_ok());
     }
 
     #[test]

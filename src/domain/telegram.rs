@@ -60,9 +60,7 @@ pub fn for_the_chat(m: &Message) -> bool {
 /// What an event means for a bridge of `channel`; cheap, for the publisher's path.
 pub fn nudge(event: &Event, channel: Channel) -> Option<Nudge> {
     match event {
-        Event::Message { message, route }
-            if route.channel == channel && for_the_chat(message) =>
-        {
+        Event::Message { message, route } if route.channel == channel && for_the_chat(message) => {
             Some(Nudge::Deliver(message.conversation_id))
         }
         Event::Typing {
@@ -80,7 +78,11 @@ pub fn nudge(event: &Event, channel: Channel) -> Option<Nudge> {
 /// The locale a Telegram language code stands for: Chinese in any script is `zh-CN`,
 /// anything else English.
 pub fn locale_of_language(code: &str) -> Locale {
-    let lang = code.split(['-', '_']).next().unwrap_or("").to_ascii_lowercase();
+    let lang = code
+        .split(['-', '_'])
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
     Locale::parse(if lang == "zh" { "zh-CN" } else { "en" }).expect("valid tags")
 }
 
@@ -211,7 +213,11 @@ impl Domain {
     }
 
     /// Everything up to `seq` has reached the chat.
-    pub async fn telegram_delivered(&self, conversation: ConversationId, seq: i64) -> AppResult<()> {
+    pub async fn telegram_delivered(
+        &self,
+        conversation: ConversationId,
+        seq: i64,
+    ) -> AppResult<()> {
         self.store.advance_cursor(CURSOR, conversation, seq).await
     }
 
@@ -284,6 +290,8 @@ impl Domain {
                 access: Access::All,
                 reopen_if_resolved: false,
                 triage: None,
+                escalate: None,
+                locale: None,
             }))
             .await?;
         Ok(())
@@ -326,11 +334,26 @@ mod tests {
     #[test]
     fn the_chat_gets_what_the_citizen_may_see_and_did_not_write() {
         assert!(for_the_chat(&message(MessageKind::Text, SenderKind::Agent)));
-        assert!(for_the_chat(&message(MessageKind::Image, SenderKind::Agent)));
-        assert!(for_the_chat(&message(MessageKind::System, SenderKind::System)));
-        assert!(!for_the_chat(&message(MessageKind::Note, SenderKind::Agent)));
-        assert!(!for_the_chat(&message(MessageKind::Note, SenderKind::System)));
-        assert!(!for_the_chat(&message(MessageKind::Text, SenderKind::Citizen)));
+        assert!(for_the_chat(&message(
+            MessageKind::Image,
+            SenderKind::Agent
+        )));
+        assert!(for_the_chat(&message(
+            MessageKind::System,
+            SenderKind::System
+        )));
+        assert!(!for_the_chat(&message(
+            MessageKind::Note,
+            SenderKind::Agent
+        )));
+        assert!(!for_the_chat(&message(
+            MessageKind::Note,
+            SenderKind::System
+        )));
+        assert!(!for_the_chat(&message(
+            MessageKind::Text,
+            SenderKind::Citizen
+        )));
     }
 
     #[test]

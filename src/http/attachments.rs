@@ -1,12 +1,14 @@
 //! `POST /v1/attachments` (multipart field `file`) and the guarded downloads.
 
-use axum::extract::{DefaultBodyLimit, Multipart, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Multipart, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
-use super::{AppPath, Auth};
+use super::{client_ip, AppPath, Auth};
 use crate::app::AppState;
 use crate::domain::attachments::{Download, Variant};
 use crate::error::{AppError, AppResult};
@@ -33,6 +35,7 @@ fn too_large(max: usize) -> AppError {
 
 async fn upload(
     State(state): State<AppState>,
+    info: ConnectInfo<SocketAddr>,
     auth: Auth,
     mut multipart: Multipart,
 ) -> AppResult<impl IntoResponse> {
@@ -79,7 +82,10 @@ async fn upload(
         break;
     }
     let bytes = file.ok_or_else(|| AppError::invalid("multipart field \"file\" is missing"))?;
-    let rec = state.domain.upload(&auth.principal, bytes).await?;
+    let rec = state
+        .domain
+        .upload(&auth.principal, client_ip(&info), bytes)
+        .await?;
     Ok((StatusCode::CREATED, Json(attachment_view(&rec))))
 }
 

@@ -5,8 +5,10 @@
 
 mod attachments;
 mod conversations;
+mod emergencies;
 pub mod error;
 mod kb;
+pub mod listener;
 mod ops;
 mod sessions;
 mod staff;
@@ -37,12 +39,14 @@ pub fn router(state: AppState) -> Router {
 /// the same middleware.
 pub fn router_with(state: AppState, bridges: Option<Router>) -> Router {
     let body_limit = state.config.limits.http_body_max_bytes;
+    let request_timeout = state.config.limits.http_request_timeout_secs;
     let mut app: Router = Router::new()
         .merge(sessions::router())
         .merge(conversations::router())
         .merge(ops::router())
         .merge(staff::router())
         .merge(kb::router())
+        .merge(emergencies::router())
         .merge(attachments::router(state.domain.upload_max_bytes()))
         .route("/v1/ws", axum::routing::get(ws::upgrade))
         .with_state(state);
@@ -52,6 +56,10 @@ pub fn router_with(state: AppState, bridges: Option<Router>) -> Router {
     app.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            request_timeout,
+            request_deadline,
+        ))
         .layer(axum::middleware::from_fn(security_headers))
         .layer(CatchPanicLayer::custom(|_| {
             tracing::error!("handler panicked");
@@ -81,6 +89,25 @@ async fn security_headers(req: Request, next: Next) -> Response {
             .or_insert(HeaderValue::from_static("no-store"));
     }
     resp
+}
+
+/// A request, body included, must complete within the limit (uploads get longer): a
+/// client trickling its body cannot hold a connection and a handler forever.
+async fn request_deadline(
+    axum::extract::State(secs): axum::extract::State<u64>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let upload = req.uri().path() == "/v1/attachments";
+    let limit = std::time::Duration::from_secs(if upload { secs * 4 } else { secs });
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => AppError::Timeout(format!(
+            "the request took longer than {} s",
+            limit.as_secs()
+        ))
+        .into_response(),
+    }
 }
 
 async fn not_found() -> AppError {

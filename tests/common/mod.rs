@@ -5,6 +5,8 @@
 //! Set `TEST_LOG=1` to see the server's logs.
 #![allow(dead_code)]
 
+pub mod hooks;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -25,6 +27,11 @@ pub fn missions() -> Vec<Mission> {
         name: name.into(),
         countries: countries.iter().map(|c| c.to_string()).collect(),
         timezone: "UTC".into(),
+        duty_phone: format!("+00-{id}-duty"),
+        emergency_numbers: countries
+            .iter()
+            .map(|c| (c.to_string(), format!("{c}-emergency")))
+            .collect(),
     };
     vec![
         m("mfa", "Consular Protection Center", &[]),
@@ -62,9 +69,15 @@ pub fn write_config_file(dir: &Path, config: &Config) -> PathBuf {
     );
     for m in &config.missions {
         text.push_str(&format!(
-            "[[missions]]\nid = {:?}\nname = {:?}\ncountries = {:?}\ntimezone = {:?}\n",
-            m.id, m.name, m.countries, m.timezone
+            "[[missions]]\nid = {:?}\nname = {:?}\ncountries = {:?}\ntimezone = {:?}\nduty_phone = {:?}\n",
+            m.id, m.name, m.countries, m.timezone, m.duty_phone
         ));
+        if !m.emergency_numbers.is_empty() {
+            text.push_str("[missions.emergency_numbers]\n");
+            for (c, n) in &m.emergency_numbers {
+                text.push_str(&format!("{c} = {n:?}\n"));
+            }
+        }
     }
     let l = &config.limits;
     text.push_str(&format!(
@@ -75,6 +88,14 @@ pub fn write_config_file(dir: &Path, config: &Config) -> PathBuf {
         "[kb]\nsynonyms_file = {:?}\n",
         config.kb.synonyms_file.display().to_string()
     ));
+    if !config.hotline.url.is_empty() {
+        text.push_str(&format!(
+            "[hotline]\nurl = {:?}\nsecret = {:?}\nreescalate_after_secs = {}\n",
+            config.hotline.url,
+            config.hotline.secret.expose(),
+            config.hotline.reescalate_after_secs
+        ));
+    }
     if !config.identity.hs256_secret.is_empty() {
         text.push_str(&format!(
             "[identity]\nhs256_secret = {:?}\n",

@@ -148,10 +148,17 @@ fn failure_response(f: &Failure) -> (u16, Response) {
     match f {
         Failure::RetryAfter(s) => (
             429,
-            fail(429, &format!("Too Many Requests: retry after {s}"), Some(*s)),
+            fail(
+                429,
+                &format!("Too Many Requests: retry after {s}"),
+                Some(*s),
+            ),
         ),
         Failure::ServerError => (500, fail(500, "Internal Server Error", None)),
-        Failure::Blocked => (403, fail(403, "Forbidden: bot was blocked by the user", None)),
+        Failure::Blocked => (
+            403,
+            fail(403, "Forbidden: bot was blocked by the user", None),
+        ),
         Failure::ChatNotFound => (400, fail(400, "Bad Request: chat not found", None)),
     }
 }
@@ -286,7 +293,14 @@ impl FakeTelegram {
                 let sent: Vec<String> = self
                     .sent()
                     .iter()
-                    .map(|s| format!("{} {} {:?}", s.method, s.chat_id, s.text.as_ref().or(s.caption.as_ref())))
+                    .map(|s| {
+                        format!(
+                            "{} {} {:?}",
+                            s.method,
+                            s.chat_id,
+                            s.text.as_ref().or(s.caption.as_ref())
+                        )
+                    })
                     .collect();
                 panic!("fake Telegram: {what} not seen within {within:?}; sent so far: {sent:#?}");
             }
@@ -372,7 +386,14 @@ impl FakeTelegram {
     }
 
     /// Queue a document; `size` overrides the size Telegram reports (big files).
-    pub fn document(&self, chat: i64, bytes: Vec<u8>, mime: &str, name: &str, size: Option<u64>) -> i64 {
+    pub fn document(
+        &self,
+        chat: i64,
+        bytes: Vec<u8>,
+        mime: &str,
+        name: &str,
+        size: Option<u64>,
+    ) -> i64 {
         let reported = size.unwrap_or(bytes.len() as u64);
         let id = self.add_file(bytes, name);
         let (m, mid) = self.private_message(
@@ -473,13 +494,11 @@ async fn params(req: Request) -> (Value, Option<Vec<u8>>) {
 }
 
 fn as_i64(v: &Value) -> Option<i64> {
-    v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+    v.as_i64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
 }
 
-async fn file(
-    State(s): State<Arc<Shared>>,
-    Path((bot, path)): Path<(String, String)>,
-) -> Response {
+async fn file(State(s): State<Arc<Shared>>, Path((bot, path)): Path<(String, String)>) -> Response {
     if bot != format!("bot{}", s.token) {
         return fail(401, "Unauthorized", None);
     }
@@ -505,9 +524,11 @@ async fn method(
         "sendmessage" | "sendphoto" | "senddocument" => send(&s, &method, &params, upload),
         "getme" => (
             200,
-            ok(json!({"id": s.bot_id, "is_bot": true, "first_name": "Lingshi", "username": s.username,
+            ok(
+                json!({"id": s.bot_id, "is_bot": true, "first_name": "Lingshi", "username": s.username,
                       "can_join_groups": false, "can_read_all_group_messages": false,
-                      "supports_inline_queries": false, "has_main_web_app": false})),
+                      "supports_inline_queries": false, "has_main_web_app": false}),
+            ),
         ),
         "getfile" => {
             let id = params["file_id"].as_str().unwrap_or("").to_string();
@@ -515,7 +536,9 @@ async fn method(
             match i.files.get(&id) {
                 Some((path, bytes)) => (
                     200,
-                    ok(json!({"file_id": id, "file_unique_id": format!("u{id}"), "file_size": bytes.len(), "file_path": path})),
+                    ok(
+                        json!({"file_id": id, "file_unique_id": format!("u{id}"), "file_size": bytes.len(), "file_path": path}),
+                    ),
                 ),
                 None => (400, fail(400, "Bad Request: invalid file_id", None)),
             }
@@ -600,8 +623,8 @@ fn send(s: &Shared, method: &str, params: &Value, upload: Option<Vec<u8>>) -> (u
             return failure_response(&Failure::RetryAfter(1));
         }
         let (tokens, at) = i.buckets.get(&chat).copied().unwrap_or((l.chat_burst, now));
-        let tokens = (tokens + now.duration_since(at).as_secs_f64() * l.chat_per_second)
-            .min(l.chat_burst);
+        let tokens =
+            (tokens + now.duration_since(at).as_secs_f64() * l.chat_per_second).min(l.chat_burst);
         if tokens < 1.0 {
             i.too_many += 1;
             let wait = ((1.0 - tokens) / l.chat_per_second).ceil().max(1.0) as u64;

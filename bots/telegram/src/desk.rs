@@ -202,8 +202,7 @@ pub trait Desk: Send + Sync + 'static {
     /// conversation.
     async fn chat_of(&self, conversation: &str) -> DeskResult<Option<(i64, i64)>>;
     /// What the chat must be sent after `after`.
-    async fn outgoing(&self, conversation: &str, after: i64, limit: usize)
-        -> DeskResult<Outgoing>;
+    async fn outgoing(&self, conversation: &str, after: i64, limit: usize) -> DeskResult<Outgoing>;
     /// Everything up to `seq` reached the chat (durable).
     async fn delivered(&self, conversation: &str, seq: i64) -> DeskResult<()>;
     /// The bytes of an image of the conversation.

@@ -72,7 +72,9 @@ fn transient_description(text: &str) -> bool {
 /// Delay before the next attempt after `attempts` transient failures in a row: 1 s,
 /// 2 s, 4 s, ... up to a minute, with jitter so that many chats do not retry in step.
 pub fn backoff(attempts: u32) -> Duration {
-    let base = 2f64.powi(attempts.saturating_sub(1).min(6) as i32).min(60.0);
+    let base = 2f64
+        .powi(attempts.saturating_sub(1).min(6) as i32)
+        .min(60.0);
     let jitter = 0.8 + 0.4 * rand_fraction();
     Duration::from_secs_f64(base * jitter)
 }

@@ -8,8 +8,8 @@ use teloxide::net::Download;
 use teloxide::payloads::SendMessageSetters;
 use teloxide::prelude::Requester;
 use teloxide::types::{
-    CallbackQuery, ChatId, InlineKeyboardButton, InlineKeyboardMarkup, Message, ParseMode,
-    Update, UpdateKind, User,
+    CallbackQuery, ChatId, InlineKeyboardButton, InlineKeyboardMarkup, Message, ParseMode, Update,
+    UpdateKind, User,
 };
 use teloxide::RequestError;
 
@@ -176,7 +176,9 @@ impl Shared {
             if let Some((cmd, arg)) = command(text, &me.username) {
                 return self.command(&user, &key, &cmd, arg).await;
             }
-            return self.submit(&user, &key, Inbound::Text(text.to_string())).await;
+            return self
+                .submit(&user, &key, Inbound::Text(text.to_string()))
+                .await;
         }
         if let Some(loc) = m.location().or(m.venue().map(|v| &v.location)) {
             self.desk
@@ -204,13 +206,7 @@ impl Shared {
                 return Ok(());
             };
             return self
-                .image(
-                    &user,
-                    &key,
-                    &largest.file.id.0,
-                    largest.file.size,
-                    caption,
-                )
+                .image(&user, &key, &largest.file.id.0, largest.file.size, caption)
                 .await;
         }
         if let Some(doc) = m.document() {
@@ -283,11 +279,16 @@ impl Shared {
                 .await;
             return Ok(());
         }
-        let file = match self.bot.get_file(teloxide::types::FileId(file_id.to_string())).await {
+        let file = match self
+            .bot
+            .get_file(teloxide::types::FileId(file_id.to_string()))
+            .await
+        {
             Ok(f) => f,
             Err(e) => return self.file_failed(user, e).await,
         };
-        let mut bytes: Vec<u8> = Vec::with_capacity((file.meta.size as usize).min(DOWNLOAD_MAX as usize));
+        let mut bytes: Vec<u8> =
+            Vec::with_capacity((file.meta.size as usize).min(DOWNLOAD_MAX as usize));
         if let Err(e) = self.bot.download_file(&file.path, &mut bytes).await {
             return Err(Retry(format!("file download failed: {e}")));
         }
@@ -297,7 +298,8 @@ impl Shared {
                 .await;
             return Ok(());
         }
-        self.submit(user, key, Inbound::Image { bytes, caption }).await
+        self.submit(user, key, Inbound::Image { bytes, caption })
+            .await
     }
 
     async fn file_failed(&self, user: &ChatUser, e: RequestError) -> Result<(), Retry> {
@@ -330,7 +332,13 @@ impl Shared {
                 .desk
                 .set_location(&user, loc.latitude, loc.longitude, loc.horizontal_accuracy)
                 .await
-                .or_else(|e| if e.is_transient() { Err(e.into()) } else { Ok(()) });
+                .or_else(|e| {
+                    if e.is_transient() {
+                        Err(e.into())
+                    } else {
+                        Ok(())
+                    }
+                });
         }
         let Some(text) = m.text().or(m.caption()) else {
             return Ok(());
@@ -403,13 +411,7 @@ impl Shared {
         }
     }
 
-    async fn command(
-        &self,
-        user: &ChatUser,
-        key: &str,
-        cmd: &str,
-        arg: &str,
-    ) -> Result<(), Retry> {
+    async fn command(&self, user: &ChatUser, key: &str, cmd: &str, arg: &str) -> Result<(), Retry> {
         let profile = self.desk.citizen(user).await?;
         let lang = profile.lang;
         match cmd {

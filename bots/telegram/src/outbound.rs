@@ -66,9 +66,7 @@ enum Call {
 
 fn photo_fits(i: &ImageRef) -> bool {
     let (w, h) = (i.width.max(1), i.height.max(1));
-    i.bytes <= PHOTO_MAX_BYTES
-        && w + h <= PHOTO_MAX_SIDES
-        && w.max(h) <= w.min(h) * PHOTO_MAX_RATIO
+    i.bytes <= PHOTO_MAX_BYTES && w + h <= PHOTO_MAX_SIDES && w.max(h) <= w.min(h) * PHOTO_MAX_RATIO
 }
 
 /// The requests that carry one message: its text in pieces, or its images with the
@@ -225,7 +223,8 @@ impl Worker {
         if !self.chats.contains_key(&conversation) {
             match self.shared.desk.chat_of(&conversation).await {
                 Ok(Some((chat_id, cursor))) => {
-                    self.chats.insert(conversation.clone(), Chat::new(chat_id, cursor));
+                    self.chats
+                        .insert(conversation.clone(), Chat::new(chat_id, cursor));
                 }
                 Ok(None) => return,
                 Err(e) => {
@@ -316,12 +315,7 @@ impl Worker {
                 continue;
             }
             let cursor = chat.cursor;
-            match self
-                .shared
-                .desk
-                .outgoing(&conversation, cursor, LOAD)
-                .await
-            {
+            match self.shared.desk.outgoing(&conversation, cursor, LOAD).await {
                 Ok(o) if o.items.is_empty() => {
                     if o.upto > cursor {
                         // Only notes and the citizen's own messages: move past them.
@@ -404,7 +398,16 @@ impl Worker {
         chat.in_flight = true;
         let (shared, chat_id, progress) = (self.shared.clone(), chat.chat_id, chat.progress);
         self.tasks.spawn(async move {
-            let outcome = send(&shared, &conversation, chat_id, &item, progress, target, permit).await;
+            let outcome = send(
+                &shared,
+                &conversation,
+                chat_id,
+                &item,
+                progress,
+                target,
+                permit,
+            )
+            .await;
             Done {
                 conversation,
                 outcome,
@@ -439,7 +442,10 @@ impl Worker {
                 chat.progress = progress;
                 match failure {
                     Failure::RetryAfter(d) => {
-                        tracing::info!(retry_after_ms = d.as_millis() as u64, "telegram asked to slow down");
+                        tracing::info!(
+                            retry_after_ms = d.as_millis() as u64,
+                            "telegram asked to slow down"
+                        );
                         chat.not_before = now + d;
                         let at = chat.not_before;
                         self.push_ready(&conversation, at);
@@ -729,8 +735,17 @@ mod tests {
         };
         let calls = plan(&item);
         assert_eq!(calls.len(), 2);
-        assert!(matches!(&calls[0], Call::Image { caption: Some(c), as_document: false, .. } if c.contains("your form")));
-        assert!(matches!(&calls[1], Call::Image { caption: None, as_document: true, .. }));
+        assert!(
+            matches!(&calls[0], Call::Image { caption: Some(c), as_document: false, .. } if c.contains("your form"))
+        );
+        assert!(matches!(
+            &calls[1],
+            Call::Image {
+                caption: None,
+                as_document: true,
+                ..
+            }
+        ));
         let long = OutItem {
             text: "x".repeat(2000),
             ..item

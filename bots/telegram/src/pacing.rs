@@ -82,14 +82,19 @@ impl Pacer {
 
     fn refill(&self, b: &mut Bucket, now: Instant) {
         let burst = self.limits.chat_burst as f64;
-        let gained = now.saturating_duration_since(b.at).as_secs_f64() * self.limits.chat_per_second;
+        let gained =
+            now.saturating_duration_since(b.at).as_secs_f64() * self.limits.chat_per_second;
         b.tokens = (b.tokens + gained).min(burst);
         b.at = b.at.max(now);
     }
 
     /// When the global window has room again (`None`: now).
     fn global_wait(&self, s: &mut State, now: Instant) -> Option<Instant> {
-        while s.recent.front().is_some_and(|t| now.duration_since(*t) >= WINDOW) {
+        while s
+            .recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= WINDOW)
+        {
             s.recent.pop_front();
         }
         let limit = self.limits.global_per_second as usize;
@@ -243,7 +248,10 @@ mod tests {
         drop(a);
         drop(b);
         // Completed, but still inside the window.
-        assert!(matches!(p.try_start(4, Instant::now()), Err(Wait::Global(_))));
+        assert!(matches!(
+            p.try_start(4, Instant::now()),
+            Err(Wait::Global(_))
+        ));
         let later = Instant::now() + WINDOW + Duration::from_millis(5);
         assert!(p.try_start(4, later).is_ok());
     }

@@ -50,9 +50,16 @@ pub(crate) async fn run(
         }
         if !webhook_cleared {
             // getUpdates is refused while a webhook is set (a switch from webhook mode).
-            match shared.bot.delete_webhook().drop_pending_updates(false).await {
+            match shared
+                .bot
+                .delete_webhook()
+                .drop_pending_updates(false)
+                .await
+            {
                 Ok(_) => webhook_cleared = true,
-                Err(e) => tracing::warn!(error = %shared.redact(&e.to_string()), "telegram deleteWebhook failed"),
+                Err(e) => {
+                    tracing::warn!(error = %shared.redact(&e.to_string()), "telegram deleteWebhook failed")
+                }
             }
         }
         let offset = match shared.desk.offset().await {

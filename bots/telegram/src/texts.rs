@@ -173,7 +173,9 @@ pub fn lang_usage() -> &'static str {
 pub fn search_usage(lang: Lang) -> &'static str {
     match lang {
         Lang::Zh => "请在 /search 后写下关键词，例如 /search 护照丢失。",
-        Lang::En => "Write what you are looking for after /search, for example /search lost passport.",
+        Lang::En => {
+            "Write what you are looking for after /search, for example /search lost passport."
+        }
     }
 }
 
@@ -181,7 +183,9 @@ pub fn search_results(lang: Lang, hits: &[SearchHit]) -> String {
     if hits.is_empty() {
         return match lang {
             Lang::Zh => "没有找到相关内容。您可以直接在这里提问，工作人员会回复您。".into(),
-            Lang::En => "Nothing found. You can ask your question here and the staff will answer.".into(),
+            Lang::En => {
+                "Nothing found. You can ask your question here and the staff will answer.".into()
+            }
         };
     }
     let mut out = String::from(match lang {
@@ -312,7 +316,9 @@ mod tests {
         assert_eq!(parts.concat(), text);
         let words = "word ".repeat(1000);
         let parts = split(&words, 1000);
-        assert!(parts.iter().all(|p| utf16_len(p) <= 1000 && p.ends_with(' ')));
+        assert!(parts
+            .iter()
+            .all(|p| utf16_len(p) <= 1000 && p.ends_with(' ')));
         assert_eq!(parts.concat(), words);
         assert_eq!(split("", 10), vec![String::new()]);
     }

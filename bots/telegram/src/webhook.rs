@@ -35,7 +35,10 @@ pub fn secret_matches(given: &[u8], expected: &[u8]) -> bool {
     }
     let a = Sha256::digest(given);
     let b = Sha256::digest(expected);
-    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response {

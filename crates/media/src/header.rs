@@ -161,10 +161,61 @@ pub(crate) fn jpeg(b: &[u8]) -> Option<JpegHeader> {
 }
 
 /// GIF: the logical screen descriptor follows the 6-byte signature as two
-/// little-endian u16s. Frames larger than the screen are bounded by the
-/// decoder's allocation limit instead.
+/// little-endian u16s, but a frame may extend beyond the screen, and the decoder
+/// allocates for the frame. The size reported is the screen grown to cover every
+/// frame descriptor found (walking the blocks without decompressing), so the pixel
+/// check and its message name the size that would really be allocated.
 fn gif(b: &[u8]) -> Option<(u32, u32)> {
-    Some((u32::from(le16(b, 6)?), u32::from(le16(b, 8)?)))
+    let (mut w, mut h) = (u32::from(le16(b, 6)?), u32::from(le16(b, 8)?));
+    let flags = *b.get(10)?;
+    let mut at = 13;
+    if flags & 0x80 != 0 {
+        at += 3 << ((flags & 0x07) + 1);
+    }
+    // Skip data sub-blocks (length-prefixed, ended by a zero length).
+    let skip_sub_blocks = |mut at: usize| -> Option<usize> {
+        loop {
+            let len = usize::from(*b.get(at)?);
+            at += 1;
+            if len == 0 {
+                return Some(at);
+            }
+            at += len;
+        }
+    };
+    // A truncated stream keeps what was seen so far: the decoder reports the rest.
+    while let Some(&block) = b.get(at) {
+        match block {
+            0x21 => match skip_sub_blocks(at + 2) {
+                Some(next) => at = next,
+                None => break,
+            },
+            0x2C => {
+                let (Some(left), Some(top), Some(fw), Some(fh), Some(&fflags)) = (
+                    le16(b, at + 1),
+                    le16(b, at + 3),
+                    le16(b, at + 5),
+                    le16(b, at + 7),
+                    b.get(at + 9),
+                ) else {
+                    break;
+                };
+                w = w.max(u32::from(left) + u32::from(fw));
+                h = h.max(u32::from(top) + u32::from(fh));
+                at += 10;
+                if fflags & 0x80 != 0 {
+                    at += 3 << ((fflags & 0x07) + 1);
+                }
+                // LZW minimum code size, then the image data.
+                match skip_sub_blocks(at + 1) {
+                    Some(next) => at = next,
+                    None => break,
+                }
+            }
+            _ => break,
+        }
+    }
+    Some((w, h))
 }
 
 /// WebP: the RIFF header states the file length. The WebP decoder tolerates

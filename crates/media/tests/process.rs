@@ -340,6 +340,38 @@ fn png_bomb_is_refused_from_the_header() {
     }
 }
 
+/// A GIF whose logical screen is tiny but whose one frame is large: the decoder would
+/// allocate for the frame, so that is the size checked and reported.
+#[test]
+fn gif_frame_larger_than_its_screen_is_refused_with_the_frame_size() {
+    let (fw, fh) = (1200u16, 1000u16);
+    let indices = vec![0u8; usize::from(fw) * usize::from(fh)];
+    let palette = [0, 0, 0, 255, 255, 255];
+    let mut bytes = Vec::new();
+    {
+        let mut enc = gif::Encoder::new(&mut bytes, 10, 10, &palette).expect("gif header");
+        let frame = gif::Frame {
+            width: fw,
+            height: fh,
+            buffer: Cow::Borrowed(&indices),
+            ..gif::Frame::default()
+        };
+        enc.write_frame(&frame).expect("gif frame");
+    }
+    let limits = Limits {
+        max_pixels: 1_000_000,
+        ..Limits::default()
+    };
+    match process(&bytes, &limits).unwrap_err() {
+        MediaError::TooManyPixels { width, height, max } => {
+            assert_eq!((width, height, max), (1200, 1000, 1_000_000));
+        }
+        other => panic!("expected TooManyPixels, got {other:?}"),
+    }
+    // The same frame inside a screen of its size, under the limit: accepted.
+    assert!(process(&gif_bytes(600, 300), &limits).is_ok());
+}
+
 #[test]
 fn jpeg_bomb_is_refused_from_the_header() {
     let mut bomb = vec![0xFF, 0xD8];

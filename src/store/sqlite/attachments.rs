@@ -68,6 +68,29 @@ impl AttachmentStore for SqliteStore {
         .transpose()
     }
 
+    async fn unreferenced_upload_bytes(&self, uploader: Option<PersonId>) -> AppResult<i64> {
+        let unreferenced =
+            "NOT EXISTS (SELECT 1 FROM message_attachments m WHERE m.attachment_id = a.id)";
+        let (n,): (Option<i64>,) = match uploader {
+            Some(u) => {
+                sqlx::query_as(&format!(
+                    "SELECT SUM(bytes) FROM attachments a WHERE uploader_id = ? AND {unreferenced}"
+                ))
+                .bind(u.to_string())
+                .fetch_one(&self.read)
+                .await?
+            }
+            None => {
+                sqlx::query_as(&format!(
+                    "SELECT SUM(bytes) FROM attachments a WHERE {unreferenced}"
+                ))
+                .fetch_one(&self.read)
+                .await?
+            }
+        };
+        Ok(n.unwrap_or(0))
+    }
+
     async fn attachment_conversations(&self, id: AttachmentId) -> AppResult<Vec<ConversationId>> {
         let rows: Vec<(String,)> = sqlx::query_as(
             "SELECT DISTINCT conversation_id FROM message_attachments WHERE attachment_id = ?",
