@@ -122,7 +122,7 @@ impl Shared {
                 }
                 tracing::error!(update = id, attempts, error = %self.redact(&why), "telegram update given up; the citizen is asked to send it again");
                 if chat > 0 {
-                    self.reply(chat, texts::try_later(texts::Lang::Zh).into(), None)
+                    self.reply(chat, texts::try_later(Lang::Zh).into(), None)
                         .await;
                 }
             }
