@@ -352,6 +352,66 @@ impl Default for SearchSettings {
     }
 }
 
+/// How the Telegram bridge receives updates.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TelegramMode {
+    /// Long polling with `getUpdates`: nothing has to reach the server from outside.
+    #[default]
+    Polling,
+    /// Telegram POSTs updates to `/v1/telegram/webhook`.
+    Webhook,
+}
+
+/// The Telegram bridge. With an empty token it is off.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct Telegram {
+    /// The bot token from @BotFather.
+    pub token: Secret,
+    pub mode: TelegramMode,
+    /// Base URL of the Bot API; a local Bot API server or a test double may stand in.
+    pub api_url: String,
+    /// Public URL of `/v1/telegram/webhook` (webhook mode).
+    pub webhook_url: String,
+    /// Checked against `X-Telegram-Bot-Api-Secret-Token` on every webhook call.
+    pub secret_token: Secret,
+    /// Seconds a `getUpdates` long poll waits; below the Bot API client's 17 s timeout.
+    pub poll_timeout_secs: u64,
+    /// Messages per second to one chat once its burst is spent (Telegram: about 1).
+    pub chat_per_second: f64,
+    /// Messages sent to one chat back to back before pacing starts.
+    pub chat_burst: u32,
+    /// Messages per second to all chats together (Telegram: about 30).
+    pub global_per_second: u32,
+    /// Link of a knowledge-base article in `/search` answers, with `{slug}` and
+    /// `{locale}` filled in; empty: no links.
+    pub article_url: String,
+}
+
+impl Default for Telegram {
+    fn default() -> Self {
+        Telegram {
+            token: Secret::default(),
+            mode: TelegramMode::Polling,
+            api_url: "https://api.telegram.org".into(),
+            webhook_url: String::new(),
+            secret_token: Secret::default(),
+            poll_timeout_secs: 10,
+            chat_per_second: 1.0,
+            chat_burst: 2,
+            global_per_second: 30,
+            article_url: String::new(),
+        }
+    }
+}
+
+impl Telegram {
+    pub fn enabled(&self) -> bool {
+        !self.token.is_empty()
+    }
+}
+
 /// The whole configuration of one Lingshi process.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default)]
@@ -370,6 +430,7 @@ pub struct Config {
     pub kb: KbSettings,
     pub search: SearchSettings,
     pub webhooks: Vec<Webhook>,
+    pub telegram: Telegram,
     pub hotline: Hotline,
     pub triage: TriageSettings,
 }
@@ -396,6 +457,7 @@ impl Default for Config {
             kb: KbSettings::default(),
             search: SearchSettings::default(),
             webhooks: vec![],
+            telegram: Telegram::default(),
             hotline: Hotline::default(),
             triage: TriageSettings::default(),
         }
@@ -544,6 +606,7 @@ impl Config {
                 ));
             }
         }
+        self.validate_telegram()?;
         if !self.hotline.url.is_empty() {
             if !(self.hotline.url.starts_with("http://")
                 || self.hotline.url.starts_with("https://"))
@@ -607,6 +670,48 @@ impl Config {
                 return bad(format!(
                     "search.backend {other:?} must be \"embedded\" or \"meilisearch\""
                 ))
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_telegram(&self) -> Result<(), ConfigError> {
+        let t = &self.telegram;
+        let bad = |m: &str| Err(ConfigError::Invalid(format!("telegram: {m}")));
+        if !t.enabled() {
+            return Ok(());
+        }
+        let token = t.token.expose();
+        if token.len() > 200 || token.contains(|c: char| c.is_whitespace() || c == '/') {
+            return bad("token must be the bot token from @BotFather (no spaces or slashes)");
+        }
+        if !(t.api_url.starts_with("http://") || t.api_url.starts_with("https://")) {
+            return bad("api_url must be an http:// or https:// URL");
+        }
+        if t.poll_timeout_secs == 0 || t.poll_timeout_secs > 15 {
+            return bad("poll_timeout_secs must be between 1 and 15 (the Bot API client gives up after 17 s)");
+        }
+        if !(t.chat_per_second > 0.0 && t.chat_per_second <= 30.0)
+            || t.chat_burst == 0
+            || t.global_per_second == 0
+            || t.global_per_second > 1000
+        {
+            return bad("chat_per_second must be above 0 (at most 30), chat_burst and global_per_second at least 1");
+        }
+        if t.mode == TelegramMode::Webhook {
+            if !(t.webhook_url.starts_with("https://") || t.webhook_url.starts_with("http://")) {
+                return bad("mode \"webhook\" needs webhook_url, the public https:// URL of /v1/telegram/webhook");
+            }
+            let s = t.secret_token.expose();
+            if s.is_empty()
+                || s.len() > 256
+                || !s
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                return bad(
+                    "mode \"webhook\" needs secret_token: 1 to 256 letters, digits, '_' or '-'",
+                );
             }
         }
         Ok(())
@@ -702,6 +807,29 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("bind address"));
+    }
+
+    #[test]
+    fn telegram_is_off_without_a_token_and_checked_with_one() {
+        let mut c = with_missions();
+        assert!(!c.telegram.enabled());
+        c.validate().unwrap();
+        c.telegram.token = Secret::new("123456:ABC-def");
+        c.validate().unwrap();
+        c.telegram.mode = TelegramMode::Webhook;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("webhook_url"), "{e}");
+        c.telegram.webhook_url = "https://bot.example/v1/telegram/webhook".into();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("secret_token"), "{e}");
+        c.telegram.secret_token = Secret::new("bad secret!");
+        assert!(c.validate().is_err());
+        c.telegram.secret_token = Secret::new("s3cr3t_-token");
+        c.validate().unwrap();
+        c.telegram.poll_timeout_secs = 30;
+        assert!(c.validate().unwrap_err().to_string().contains("17 s"));
+        assert!(!format!("{c:?}").contains("ABC-def"));
+        assert!(!format!("{c:?}").contains("s3cr3t"));
     }
 
     #[test]

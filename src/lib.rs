@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod assembly;
+pub mod bridges;
 pub mod cli;
 pub mod config;
 pub mod domain;

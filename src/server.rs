@@ -14,7 +14,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::{App, AppState};
 use crate::assembly::{open, Opened};
-use crate::config::Config;
+use crate::bridges::telegram::TelegramTap;
+use crate::config::{Config, TelegramMode};
+use crate::domain::events::{Observed, Publisher};
 use crate::domain::kb::indexer::Indexer;
 use crate::domain::outbox::OutboxWorker;
 use crate::http::listener::{connection_budget, ConnectionLimits};
@@ -30,6 +32,7 @@ pub struct Server {
     stop_background: CancellationToken,
     serve_task: JoinHandle<()>,
     setup_token: Option<String>,
+    telegram: Option<lingshi_telegram::Bridge>,
 }
 
 impl Server {
@@ -52,9 +55,19 @@ impl Server {
                     config.search.backend
                 ),
             })?;
+        // The Telegram bridge is woken by the events of its conversations.
+        let nudges = lingshi_telegram::Nudges::new();
+        let publisher: Arc<dyn Publisher> = if config.telegram.enabled() {
+            Arc::new(Observed {
+                observers: vec![Arc::new(TelegramTap(nudges.clone()))],
+                publisher: hub.clone(),
+            })
+        } else {
+            hub.clone()
+        };
         let opened = open(
             config.clone(),
-            hub.clone(),
+            publisher,
             hub.clone(),
             metrics.clone(),
             engine.clone(),
@@ -94,6 +107,21 @@ impl Server {
             node: node_name(),
         }
         .spawn(stop_background.clone());
+        let telegram = if config.telegram.enabled() {
+            Some(crate::bridges::telegram::start(
+                &config,
+                domain.clone(),
+                nudges,
+                stop_background.clone(),
+                node_name(),
+            )?)
+        } else {
+            None
+        };
+        let bridge_routes = telegram
+            .as_ref()
+            .filter(|_| config.telegram.mode == TelegramMode::Webhook)
+            .map(lingshi_telegram::webhook_router);
         let state = AppState::new(App {
             config: config.clone(),
             domain,
@@ -104,7 +132,7 @@ impl Server {
             .await
             .with_context(|| format!("cannot listen on {}", config.bind))?;
         let addr = listener.local_addr()?;
-        let app = crate::http::router(state.clone());
+        let app = crate::http::router_with(state.clone(), bridge_routes);
         let stop_accepting = CancellationToken::new();
         let stop = stop_accepting.clone();
         let limits = ConnectionLimits {
@@ -125,6 +153,7 @@ impl Server {
             stop_background,
             serve_task,
             setup_token,
+            telegram,
         })
     }
 
@@ -163,7 +192,7 @@ impl Server {
 
     /// Stop accepting, close sockets with 1001, commit every accepted message, close
     /// the database.
-    pub async fn shutdown(self) -> anyhow::Result<()> {
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
         tracing::info!("shutting down");
         self.state.hub.close_all();
         self.stop_accepting.cancel();
@@ -180,6 +209,15 @@ impl Server {
             Err(_) => tracing::warn!("in-flight requests did not finish within 10 s"),
         }
         self.stop_background.cancel();
+        if let Some(bridge) = self.telegram.take() {
+            // Sends in flight finish and save their cursors before the store closes.
+            if tokio::time::timeout(Duration::from_secs(30), bridge.join())
+                .await
+                .is_err()
+            {
+                tracing::warn!("telegram bridge did not stop within 30 s");
+            }
+        }
         // Background tasks end on the cancellation at their next await; the search index
         // (and its lock) is released when the last of them lets go, so a server started
         // right after this one on the same data directory finds it free.

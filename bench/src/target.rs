@@ -107,6 +107,16 @@ impl Target {
         frames_per_second: u32,
         data_dir: Option<&Path>,
     ) -> anyhow::Result<Target> {
+        Target::spawn_lingshi_env(opts, frames_per_second, data_dir, &[]).await
+    }
+
+    /// [`Target::spawn_lingshi`] with extra `LINGSHI_*` settings in the environment.
+    pub async fn spawn_lingshi_env(
+        opts: &ServerOpts,
+        frames_per_second: u32,
+        data_dir: Option<&Path>,
+        env: &[(&str, String)],
+    ) -> anyhow::Result<Target> {
         if let Some(url) = &opts.url {
             return Target::external(opts, url);
         }
@@ -130,6 +140,7 @@ impl Target {
         let log = std::fs::File::create(&log_file)?;
         let started = Instant::now();
         let child = std::process::Command::new(&opts.server_bin)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .arg("--config")
             .arg(&config)
             .arg("--data-dir")
@@ -326,6 +337,11 @@ impl Target {
 
     /// Create an agent of mission `be` with the CLI and sign it in; returns its token.
     pub async fn agent(&self, email: &str) -> anyhow::Result<String> {
+        self.agent_in(email, "be").await
+    }
+
+    /// Create an agent of `mission` with the CLI and sign it in; returns its token.
+    pub async fn agent_in(&self, email: &str, mission: &str) -> anyhow::Result<String> {
         self.cli(
             &[
                 "agent",
@@ -335,7 +351,7 @@ impl Target {
                 "--name",
                 email,
                 "--mission",
-                "be",
+                mission,
                 "--role",
                 "agent",
                 "--password-stdin",

@@ -21,6 +21,7 @@ pub mod ports;
 pub mod principal;
 pub mod sessions;
 pub mod setup;
+pub mod telegram;
 pub mod triage;
 pub mod types;
 pub mod webhooks;
