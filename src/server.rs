@@ -13,9 +13,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{App, AppState};
+use crate::cluster::{Bus, Hooks};
 use crate::config::Config;
 use crate::domain::assigner::MergeQueue;
-use crate::domain::attachments::{AttachmentState, Blobs};
+use crate::domain::attachments::AttachmentState;
 use crate::domain::events::{Connections, Publisher};
 use crate::domain::identity::IdentityVerifier;
 use crate::domain::kb::indexer::{state_file_for, Indexer};
@@ -28,7 +29,6 @@ use crate::domain::{Domain, Inner};
 use crate::http::listener::{connection_budget, ConnectionLimits};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
-use crate::store::SqliteStore;
 
 /// A domain with its writer running, for the command line and the server alike.
 pub struct Opened {
@@ -48,9 +48,10 @@ impl Opened {
     }
 }
 
-/// Open the store and build the domain around `publisher` and `connections` (the hub
-/// for a server, nothing for a command). `engine` is the search index the domain
-/// searches (a command that must not hold the index passes an empty one).
+/// Open the store and build the domain around `publisher` and `connections` (the hub,
+/// or the message bus in front of it on a cluster node; nothing for a command).
+/// `engine` is the search index the domain searches (a command that must not hold the
+/// index passes an empty one).
 pub async fn open(
     config: Arc<Config>,
     publisher: Arc<dyn Publisher>,
@@ -58,7 +59,9 @@ pub async fn open(
     metrics: Arc<Metrics>,
     engine: Arc<dyn lingshi_search::SearchEngine>,
 ) -> anyhow::Result<Opened> {
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.data_dir).await?);
+    let node = node_name(&config)?;
+    let backend = crate::store::open(&config, &node).await?;
+    let store = backend.store;
     let identity = IdentityVerifier::from_config(&config.identity)?;
     let assigner = MergeQueue::new();
     let outbox_wake = Arc::new(tokio::sync::Notify::new());
@@ -77,7 +80,7 @@ pub async fn open(
         writer_stop.clone(),
     );
     let attachments = AttachmentState {
-        blobs: Blobs::open(&config.data_dir).context("cannot create the attachments folder")?,
+        blobs: backend.blobs,
         limits: Arc::new(lingshi_media::Limits {
             max_bytes: config.limits.image_max_bytes,
             max_pixels: config.limits.image_max_pixels,
@@ -85,7 +88,7 @@ pub async fn open(
         }),
     };
     let domain = Domain::new(Inner {
-        limits: Limiters::new(&config.limits),
+        limits: Arc::new(Limiters::new(&config.limits)),
         config,
         store: store.clone(),
         publisher,
@@ -115,6 +118,7 @@ pub struct Server {
     stop_accepting: CancellationToken,
     stop_background: CancellationToken,
     serve_task: JoinHandle<()>,
+    bus: Option<Bus>,
 }
 
 impl Server {
@@ -132,16 +136,48 @@ impl Server {
             ),
             other => anyhow::anyhow!("cannot open the search index: {other}"),
         })?;
+        let stop_background = CancellationToken::new();
+        // Several nodes: events and presence go through the bus, which feeds the hub.
+        let bus = if config.cluster.nats_url.is_empty() {
+            None
+        } else {
+            let node = node_name(&config)?;
+            Some(
+                Bus::start(
+                    &config,
+                    &node,
+                    hub.clone(),
+                    metrics.clone(),
+                    stop_background.clone(),
+                )
+                .await?,
+            )
+        };
+        let (publisher, connections): (Arc<dyn Publisher>, Arc<dyn Connections>) = match &bus {
+            Some(b) => (Arc::new(b.clone()), Arc::new(b.clone())),
+            None => (hub.clone(), hub.clone()),
+        };
         let opened = open(
             config.clone(),
-            hub.clone(),
-            hub.clone(),
+            publisher,
+            connections,
             metrics.clone(),
             engine.clone(),
         )
         .await?;
         let domain = opened.domain.clone();
-        let stop_background = CancellationToken::new();
+        if let Some(b) = &bus {
+            let presence = domain.presence.clone();
+            let limits = domain.limits.clone();
+            b.set_hooks(Hooks {
+                agent_changed: Box::new(move |a| presence.push(a)),
+                limit_charged: Box::new(move |l, k, cost| limits.charge(l, k, cost)),
+            });
+            let mirror = b.clone();
+            domain
+                .limits
+                .mirror_to(Arc::new(move |l, k, cost| mirror.charge_limit(l, k, cost)));
+        }
         domain.spawn_workers(&stop_background);
         hub.clone().spawn_heartbeat(
             Duration::from_secs(config.limits.ping_interval_secs),
@@ -161,7 +197,8 @@ impl Server {
             courier: Arc::new(crate::outbound::WebhookCourier::new(&config)?),
             metrics: metrics.clone(),
             wake: domain.outbox_wake.clone(),
-            node: node_name(),
+            node: lease_holder(&node_name(&config)?),
+            lease: Duration::from_secs(config.cluster.lease_ttl_secs),
         }
         .spawn(stop_background.clone());
         let state = AppState::new(App {
@@ -194,6 +231,7 @@ impl Server {
             stop_accepting,
             stop_background,
             serve_task,
+            bus,
         })
     }
 
@@ -229,6 +267,9 @@ impl Server {
             Ok(Err(e)) => tracing::warn!(error = %e, "server task failed"),
             Err(_) => tracing::warn!("in-flight requests did not finish within 10 s"),
         }
+        if let Some(b) = &self.bus {
+            b.leave().await;
+        }
         self.stop_background.cancel();
         self.opened.close().await?;
         tracing::info!("shutdown complete");
@@ -236,12 +277,43 @@ impl Server {
     }
 }
 
-/// This process's name in worker leases.
-fn node_name() -> String {
+/// This node's name: `cluster.node_name`, else the one kept in `DATA_DIR/node-id`
+/// (the host name and a random suffix, made on first start). Tied to the data dir
+/// because what the name stands for there (the search index the node keeps) lives in
+/// the data dir too.
+pub fn node_name(config: &Config) -> anyhow::Result<String> {
+    if !config.cluster.node_name.is_empty() {
+        return Ok(config.cluster.node_name.clone());
+    }
+    let path = config.data_dir.join("node-id");
+    if let Ok(s) = std::fs::read_to_string(&path) {
+        let s = s.trim();
+        if !s.is_empty() {
+            return Ok(s.to_string());
+        }
+    }
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     let host = std::fs::read_to_string("/etc/hostname")
         .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "node".into());
-    format!("{host}:{}:{}", std::process::id(), uuid::Uuid::now_v7())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "node".into());
+    let name = format!(
+        "{host}-{}",
+        &uuid::Uuid::now_v7().simple().to_string()[24..]
+    );
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, &name)
+        .and_then(|_| std::fs::rename(&tmp, &path))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(name)
+}
+
+/// This process's name in worker leases: one per process, so a restarted node waits
+/// for (or was handed back) its predecessor's lease instead of sharing it.
+fn lease_holder(node: &str) -> String {
+    format!("{node}:{}:{}", std::process::id(), uuid::Uuid::now_v7())
 }
 
 /// Run until SIGTERM or Ctrl-C, then shut down gracefully.

@@ -63,7 +63,7 @@ pub struct Inner {
     pub kb: kb::KbState,
     pub attachments: attachments::AttachmentState,
     pub identity: identity::IdentityVerifier,
-    pub limits: limits::Limiters,
+    pub limits: Arc<limits::Limiters>,
     /// Woken when rows are written to the outbox.
     pub outbox_wake: Arc<Notify>,
 }
