@@ -14,6 +14,7 @@ use crate::domain::sessions::{NewStaff, MIN_PASSWORD_CHARS};
 use crate::domain::types::{MissionId, Role};
 use crate::metrics::Metrics;
 use crate::server::Opened;
+use crate::wire::EscalationView;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -46,6 +47,33 @@ pub enum Command {
     /// Manage the knowledge base.
     #[command(subcommand)]
     Kb(KbCommand),
+    /// The duty officer's view of emergency escalations to the 12308 hotline.
+    #[command(subcommand)]
+    Escalations(EscalationsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EscalationsCommand {
+    /// Escalations of every mission, newest first.
+    List {
+        /// pending, delivered, acknowledged or resolved.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One escalation and every delivery to the hotline.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deliver an escalation's hotline events again, under the same webhook ids (the
+    /// hotline drops what it already has). A running server picks them up within seconds.
+    Redeliver { id: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -183,6 +211,143 @@ pub async fn agent_add(config: &Config, args: &AgentAdd) -> anyhow::Result<()> {
         missions.join(", ")
     );
     Ok(())
+}
+
+pub async fn escalations(config: &Config, cmd: &EscalationsCommand) -> anyhow::Result<()> {
+    let opened = open_offline(config).await?;
+    let result = escalations_with(&opened, cmd).await;
+    opened.close().await?;
+    result
+}
+
+async fn escalations_with(opened: &Opened, cmd: &EscalationsCommand) -> anyhow::Result<()> {
+    let d = &opened.domain;
+    let fail = |e: crate::error::AppError| anyhow::anyhow!("{}", e.detail());
+    match cmd {
+        EscalationsCommand::List { state, limit, json } => {
+            let list = d
+                .operator_escalations(state.as_deref(), *limit)
+                .await
+                .map_err(fail)?;
+            if *json {
+                for e in &list {
+                    println!("{}", serde_json::to_string(&EscalationView::from(e))?);
+                }
+                return Ok(());
+            }
+            if list.is_empty() {
+                println!("no escalations");
+                return Ok(());
+            }
+            println!(
+                "{:<36}  {:<12}  {:<8}  {:<6}  {:<20}  {:>8}  CITIZEN",
+                "ID", "STATE", "MISSION", "REASON", "CREATED", "ATTEMPTS"
+            );
+            for e in &list {
+                println!(
+                    "{:<36}  {:<12}  {:<8}  {:<6}  {:<20}  {:>8}  {}",
+                    e.id.to_string(),
+                    e.state.as_str(),
+                    e.mission_id.as_str(),
+                    e.reason.as_str(),
+                    e.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                    e.attempts,
+                    printable(&e.citizen.display_name),
+                );
+            }
+        }
+        EscalationsCommand::Show { id, json } => {
+            let (e, deliveries) = d.operator_escalation(id).await.map_err(fail)?;
+            if *json {
+                let rows: Vec<serde_json::Value> = deliveries
+                    .iter()
+                    .map(|r| {
+                        serde_json::json!({
+                            "webhook_id": r.id.to_string(),
+                            "type": r.event_type,
+                            "created_at": r.created_at,
+                            "attempts": r.attempts,
+                            "next_attempt_at": r.next_attempt_at,
+                            "delivered_at": r.delivered_at,
+                            "last_error": r.last_error,
+                        })
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "escalation": EscalationView::from(&e),
+                        "deliveries": rows,
+                    }))?
+                );
+                return Ok(());
+            }
+            let time = |t: Option<crate::domain::types::Timestamp>| {
+                t.map(|t| t.to_rfc3339()).unwrap_or_else(|| "-".into())
+            };
+            println!("escalation      {}", e.id);
+            println!("state           {}", e.state.as_str());
+            println!("reason          {}", e.reason.as_str());
+            println!("mission         {}", e.mission_id.as_str());
+            println!("conversation    {}", e.conversation_id);
+            println!(
+                "citizen         {} ({}){}",
+                printable(&e.citizen.display_name),
+                e.citizen.id,
+                e.citizen
+                    .country
+                    .map(|c| format!(", {}", c.as_str()))
+                    .unwrap_or_default()
+            );
+            if let Some(l) = e.location {
+                println!("location        {:.5}, {:.5}", l.lat, l.lon);
+            }
+            println!("created         {}", e.created_at.to_rfc3339());
+            println!("delivered       {}", time(e.delivered_at));
+            println!(
+                "acknowledged    {}{}",
+                time(e.acknowledged_at),
+                e.acknowledged_by
+                    .as_deref()
+                    .map(|b| format!(" by {}", printable(b)))
+                    .unwrap_or_default()
+            );
+            println!("re-escalations  {}", e.reescalations);
+            println!("deliveries to the hotline:");
+            if deliveries.is_empty() {
+                println!("  none (no hotline url configured when it was created)");
+            }
+            for r in &deliveries {
+                println!(
+                    "  {}  {:<22}  attempts {:>3}  {}{}",
+                    r.id,
+                    r.event_type,
+                    r.attempts,
+                    match r.delivered_at {
+                        Some(t) => format!("delivered {}", t.to_rfc3339()),
+                        None => format!("next attempt {}", r.next_attempt_at.to_rfc3339()),
+                    },
+                    r.last_error
+                        .as_deref()
+                        .map(|e| format!("  last error: {}", printable(e)))
+                        .unwrap_or_default()
+                );
+            }
+        }
+        EscalationsCommand::Redeliver { id } => {
+            let (e, _) = d.operator_escalation(id).await.map_err(fail)?;
+            let n = d.redeliver_escalation(e.id).await.map_err(fail)?;
+            println!("{n} hotline event(s) of escalation {} queued again", e.id);
+        }
+    }
+    Ok(())
+}
+
+/// Names and errors come from outside: no terminal control characters reach the screen.
+fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 /// Bring the index up to date after a CLI write, or leave it to the running server.

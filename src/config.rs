@@ -113,6 +113,14 @@ pub struct Mission {
     pub countries: Vec<String>,
     #[serde(default = "default_timezone")]
     pub timezone: String,
+    /// The mission's 24-hour duty (consular protection) phone, told to citizens in an
+    /// emergency.
+    #[serde(default)]
+    pub duty_phone: String,
+    /// The local emergency number of each covered country (`BE = "112"`), told to
+    /// citizens in an emergency before anything else.
+    #[serde(default)]
+    pub emergency_numbers: std::collections::BTreeMap<String, String>,
 }
 
 fn default_timezone() -> String {
@@ -126,8 +134,41 @@ impl Default for Mission {
             name: String::new(),
             countries: vec![],
             timezone: default_timezone(),
+            duty_phone: String::new(),
+            emergency_numbers: Default::default(),
         }
     }
+}
+
+/// The 12308 hotline: where escalations are delivered.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct Hotline {
+    /// Empty: escalations are recorded and shown to staff, not delivered.
+    pub url: String,
+    /// `whsec_<base64>`: signs deliveries and verifies the hotline's acknowledgements.
+    pub secret: Secret,
+    /// Not acknowledged within this: re-escalated, and the default mission alerted too.
+    pub reescalate_after_secs: u64,
+}
+
+impl Default for Hotline {
+    fn default() -> Self {
+        Hotline {
+            url: String::new(),
+            secret: Secret::default(),
+            reescalate_after_secs: 120,
+        }
+    }
+}
+
+/// Triage of citizens' messages.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct TriageSettings {
+    /// A rules file replacing the built-in `config/triage.toml`; re-read when it
+    /// changes. Empty: the built-in rules.
+    pub rules_file: PathBuf,
 }
 
 /// A subscriber to domain events, delivered through the outbox with Standard Webhooks
@@ -324,6 +365,8 @@ pub struct Config {
     pub kb: KbSettings,
     pub webhooks: Vec<Webhook>,
     pub cluster: Cluster,
+    pub hotline: Hotline,
+    pub triage: TriageSettings,
 }
 
 impl Default for Config {
@@ -341,6 +384,8 @@ impl Default for Config {
                 name: "Consular Protection Center, Ministry of Foreign Affairs".into(),
                 countries: vec![],
                 timezone: "Asia/Shanghai".into(),
+                duty_phone: "+86-10-12308".into(),
+                ..Mission::default()
             }],
             limits: Limits::default(),
             identity: Identity::default(),
@@ -348,6 +393,8 @@ impl Default for Config {
             kb: KbSettings::default(),
             webhooks: vec![],
             cluster: Cluster::default(),
+            hotline: Hotline::default(),
+            triage: TriageSettings::default(),
         }
     }
 }
@@ -526,6 +573,29 @@ impl Config {
                 "cluster.presence_ttl_secs and cluster.lease_ttl_secs must be at least 3".into(),
             );
         }
+        if !self.hotline.url.is_empty() {
+            if !(self.hotline.url.starts_with("http://")
+                || self.hotline.url.starts_with("https://"))
+            {
+                return bad("hotline.url must be http:// or https://".into());
+            }
+            if signing_key(&self.hotline.secret).is_none() {
+                return bad("hotline.secret must be whsec_ followed by base64".into());
+            }
+        }
+        if self.hotline.reescalate_after_secs < 5 {
+            return bad("hotline.reescalate_after_secs must be at least 5".into());
+        }
+        for m in &self.missions {
+            for c in m.emergency_numbers.keys() {
+                if !m.countries.contains(c) && m.id != self.default_mission {
+                    return bad(format!(
+                        "mission {:?}: emergency_numbers names {c}, which it does not cover",
+                        m.id
+                    ));
+                }
+            }
+        }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return bad(format!(
                 "log_format {:?} must be \"text\" or \"json\"",
@@ -580,6 +650,7 @@ mod tests {
             name: "Embassy in Belgium".into(),
             countries: vec!["BE".into()],
             timezone: "Europe/Brussels".into(),
+            ..Mission::default()
         });
         c
     }
@@ -609,6 +680,7 @@ mod tests {
             name: "Consulate".into(),
             countries: vec!["BE".into()],
             timezone: "UTC".into(),
+            ..Mission::default()
         });
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("country BE is claimed"), "{e}");
@@ -643,6 +715,10 @@ mod tests {
         c.database_url = Secret::new("postgres://db/lingshi");
         c.validate().unwrap();
         c.database_url = Secret::new("mysql://db/lingshi");
-        assert!(c.validate().unwrap_err().to_string().contains("postgres://"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("postgres://"));
     }
 }

@@ -23,6 +23,7 @@ async fn main() -> std::process::ExitCode {
             Err(e) => Err(e),
         },
         Command::Kb(KbCommand::Reindex) => cli::kb_reindex(&config).await,
+        Command::Escalations(cmd) => cli::escalations(&config, cmd).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -88,6 +88,13 @@ pub struct Metrics {
     pub bus_events_dropped: AtomicU64,
     /// Times this node asked its clients to resume because events may be lost.
     pub bus_resyncs: AtomicU64,
+    /// Time from an emergency message or SOS reaching the server to the guidance being
+    /// committed (the citizen sees it with the ack).
+    pub guidance_seconds: Histogram,
+    /// Time from an escalation's creation to its first delivery to the hotline.
+    pub escalation_delivery_seconds: Histogram,
+    /// Open escalations nobody has acknowledged.
+    pub escalations_unacknowledged: AtomicI64,
 }
 
 impl Default for Metrics {
@@ -115,6 +122,9 @@ impl Default for Metrics {
             bus_events_in: AtomicU64::new(0),
             bus_events_dropped: AtomicU64::new(0),
             bus_resyncs: AtomicU64::new(0),
+            guidance_seconds: Histogram::new(LATENCY_BOUNDS),
+            escalation_delivery_seconds: Histogram::new(DELIVERY_BOUNDS),
+            escalations_unacknowledged: AtomicI64::new(0),
         }
     }
 }
@@ -235,6 +245,22 @@ impl Metrics {
             "Times this node closed its sockets (1012) because events from other nodes may be lost.",
             "counter",
             self.bus_resyncs.load(Relaxed).to_string(),
+        );
+        gauge(
+            "lingshi_escalations_unacknowledged",
+            "Open escalations nobody has acknowledged.",
+            "gauge",
+            self.escalations_unacknowledged.load(Relaxed).to_string(),
+        );
+        self.guidance_seconds.render(
+            &mut out,
+            "lingshi_emergency_guidance_seconds",
+            "Time from an emergency message or SOS to the citizen's guidance being committed.",
+        );
+        self.escalation_delivery_seconds.render(
+            &mut out,
+            "lingshi_escalation_delivery_seconds",
+            "Time from an escalation's creation to its first delivery to the hotline.",
         );
         self.outbox_delivery_seconds.render(
             &mut out,

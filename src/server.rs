@@ -63,6 +63,7 @@ pub async fn open(
     let backend = crate::store::open(&config, &node).await?;
     let store = backend.store;
     let identity = IdentityVerifier::from_config(&config.identity)?;
+    let triage = crate::domain::triage::TriageState::load(&config)?;
     let assigner = MergeQueue::new();
     let outbox_wake = Arc::new(tokio::sync::Notify::new());
     let writer_stop = CancellationToken::new();
@@ -100,6 +101,7 @@ pub async fn open(
         kb: KbState::new(engine),
         attachments,
         identity,
+        triage,
         outbox_wake,
     });
     Ok(Opened {
@@ -194,7 +196,9 @@ impl Server {
         .spawn(domain.kb.index_wake.clone(), stop_background.clone());
         OutboxWorker {
             store: opened.store.clone(),
-            courier: Arc::new(crate::outbound::WebhookCourier::new(&config)?),
+            courier: Arc::new(crate::outbound::Couriers::new(&config)?),
+            // The bus on a cluster node: staff on every node hear of a delivery.
+            publisher: domain.publisher.clone(),
             metrics: metrics.clone(),
             wake: domain.outbox_wake.clone(),
             node: lease_holder(&node_name(&config)?),

@@ -208,6 +208,61 @@ pub fn attachment_view(a: &Attachment) -> serde_json::Value {
     serde_json::to_value(AttachmentView::from(&r)).expect("attachments serialise")
 }
 
+/// The contract's escalation object (staff only).
+#[derive(Serialize)]
+pub struct EscalationView<'a> {
+    pub id: EscalationId,
+    pub conversation_id: ConversationId,
+    pub mission_id: &'a str,
+    pub citizen: CitizenView<'a>,
+    pub reason: EscalationReason,
+    pub state: EscalationState,
+    pub created_at: String,
+    pub delivered_at: Option<String>,
+    pub acknowledged_at: Option<String>,
+    pub acknowledged_by: Option<&'a str>,
+    pub attempts: i64,
+    pub reescalations: i64,
+    pub location: Option<GeoPoint>,
+}
+
+impl<'a> From<&'a Escalation> for EscalationView<'a> {
+    fn from(e: &'a Escalation) -> Self {
+        EscalationView {
+            id: e.id,
+            conversation_id: e.conversation_id,
+            mission_id: e.mission_id.as_str(),
+            citizen: CitizenView {
+                id: e.citizen.id,
+                display_name: &e.citizen.display_name,
+                country: e.citizen.country,
+            },
+            reason: e.reason,
+            state: e.state,
+            created_at: t(e.created_at),
+            delivered_at: e.delivered_at.map(t),
+            acknowledged_at: e.acknowledged_at.map(t),
+            acknowledged_by: e.acknowledged_by.as_deref(),
+            attempts: e.attempts,
+            reescalations: e.reescalations,
+            location: e.location,
+        }
+    }
+}
+
+/// The contract's article object.
+pub fn article_view(a: &Article) -> serde_json::Value {
+    let f = &a.fields;
+    serde_json::json!({
+        "id": a.id, "slug": f.slug, "locale": f.locale, "title": f.title, "summary": f.summary,
+        "body_markdown": f.body_markdown, "body_html": a.body_html, "category": f.category,
+        "countries": f.countries, "tags": f.tags, "status": f.status,
+        "version": a.version, "created_at": fmt_time(a.created_at), "updated_at": fmt_time(a.updated_at),
+        "published_at": a.published_at.map(fmt_time), "expires_at": f.expires_at.map(fmt_time),
+        "severity": f.severity, "area": f.area,
+    })
+}
+
 /// The signed-in user as `welcome` shows them.
 #[derive(Serialize)]
 pub struct UserView<'a> {
@@ -302,6 +357,18 @@ pub enum ServerFrame<'a> {
         message_id: MessageId,
         seq: i64,
         articles: &'a [Suggestion],
+    },
+    Escalation {
+        event: &'static str,
+        escalation: EscalationView<'a>,
+    },
+    Alert {
+        article: serde_json::Value,
+    },
+    /// The answer to a socket `sos`.
+    SosAck {
+        escalation: EscalationView<'a>,
+        guidance: &'a str,
     },
     Error {
         code: &'static str,
@@ -466,6 +533,27 @@ pub fn render(e: &Event) -> Rendered {
             ),
             citizen: None,
         },
+        Event::Escalation {
+            kind, escalation, ..
+        } => Rendered {
+            staff: Some(
+                ServerFrame::Escalation {
+                    event: kind.as_str(),
+                    escalation: EscalationView::from(escalation),
+                }
+                .text(),
+            ),
+            citizen: None,
+        },
+        Event::Alert { article, .. } => Rendered {
+            staff: None,
+            citizen: Some(
+                ServerFrame::Alert {
+                    article: article_view(article),
+                }
+                .text(),
+            ),
+        },
         Event::SessionRevoked { .. } => Rendered::default(),
     }
 }
@@ -508,7 +596,23 @@ pub enum ClientFrame {
         #[serde(default)]
         accuracy_m: Option<f64>,
     },
+    /// Citizens: one-tap SOS.
+    Sos {
+        #[serde(default)]
+        note: Option<String>,
+        #[serde(default)]
+        location: Option<LocationFrame>,
+    },
     Ping,
+}
+
+/// A location inside a frame.
+#[derive(Debug, Deserialize)]
+pub struct LocationFrame {
+    pub lat: f64,
+    pub lon: f64,
+    #[serde(default)]
+    pub accuracy_m: Option<f64>,
 }
 
 fn yes() -> bool {
@@ -529,7 +633,7 @@ pub struct SendFrame {
 }
 
 const CLIENT_FRAME_TYPES: &[&str] = &[
-    "hello", "send", "typing", "read", "viewing", "presence", "location", "ping",
+    "hello", "send", "typing", "read", "viewing", "presence", "location", "sos", "ping",
 ];
 
 /// Parse a client frame; the error names what is wrong so a client developer can fix

@@ -19,7 +19,7 @@ use axum::http::StatusCode;
 use base64::Engine;
 use common::services::{nats, postgres};
 use common::*;
-use lingshi::config::{Config, Secret, Webhook};
+use lingshi::config::{Config, Secret};
 use serde_json::{json, Value};
 
 /// One deployment: a database and a subject prefix of its own on the shared services.
@@ -104,9 +104,11 @@ async fn a_citizen_on_one_node_and_an_agent_on_another_talk_both_ways() {
 
     // The agent's socket is on B; A must see them online (its auto-assignment does).
     let mut agent_ws = b.ws(&agent.token).await;
-    eventually("A sees the agent on B online", Duration::from_secs(10), || async {
-        presence_seen(&a, &watcher.token, &agent.id).await == "online"
-    })
+    eventually(
+        "A sees the agent on B online",
+        Duration::from_secs(10),
+        || async { presence_seen(&a, &watcher.token, &agent.id).await == "online" },
+    )
     .await;
 
     // The citizen writes on A; the conversation is created and auto-assigned on A to
@@ -212,7 +214,12 @@ async fn presence_revocation_and_rate_limits_cross_nodes() {
     let token = signed["token"].as_str().unwrap().to_string();
     let mut on_a = a.ws(&token).await;
     let (s, _) = b
-        .request(reqwest::Method::DELETE, "/v1/agent/sessions", Some(&token), None)
+        .request(
+            reqwest::Method::DELETE,
+            "/v1/agent/sessions",
+            Some(&token),
+            None,
+        )
         .await;
     assert_eq!(s, 204);
     assert_eq!(on_a.closed(Duration::from_secs(5)).await, Some(4401));
@@ -287,13 +294,17 @@ async fn two_nodes_starting_one_citizens_conversation_at_once_make_one() {
     let b = d.node("node-b", |_| {}).await;
     for i in 0..10 {
         let citizen = a.citizen(&format!("Citizen {i}"), Some("BE")).await;
+        let empty = json!({});
         let (ra, rb) = tokio::join!(
-            a.post_json("/v1/conversations", Some(&citizen.token), &json!({})),
-            b.post_json("/v1/conversations", Some(&citizen.token), &json!({}))
+            a.post_json("/v1/conversations", Some(&citizen.token), &empty),
+            b.post_json("/v1/conversations", Some(&citizen.token), &empty)
         );
         assert!(ra.0 == 200 || ra.0 == 201, "{ra:?}");
         assert!(rb.0 == 200 || rb.0 == 201, "{rb:?}");
-        assert_eq!(ra.1["id"], rb.1["id"], "both nodes answer with the same conversation");
+        assert_eq!(
+            ra.1["id"], rb.1["id"],
+            "both nodes answer with the same conversation"
+        );
         // First messages without a conversation id, from both nodes at once.
         let other = a.citizen(&format!("Other {i}"), Some("BE")).await;
         let body = |n: &str| json!({"type": "send", "client_msg_id": uuid(), "body": n});
@@ -435,7 +446,11 @@ async fn a_node_killed_mid_load_loses_nothing_and_its_citizens_resume_on_another
             .unwrap();
     }
     let acks = load.acks.lock().unwrap().clone();
-    assert!(acks.len() >= 200, "only {} acks before the kill", acks.len());
+    assert!(
+        acks.len() >= 200,
+        "only {} acks before the kill",
+        acks.len()
+    );
 
     // The citizens resend what got no answer to B, under the same ids: stored once.
     let unanswered = load.unanswered.lock().unwrap().clone();
@@ -597,7 +612,10 @@ async fn an_outbox_row_written_on_a_node_that_dies_is_delivered_by_another() {
         },
     )
     .await;
-    eprintln!("taken over and delivered {:?} after the kill", started.elapsed());
+    eprintln!(
+        "taken over and delivered {:?} after the kill",
+        started.elapsed()
+    );
     assert!(metric(&http, &node_b.base, "lingshi_outbox_delivered_total").await >= 10.0);
     let by_id: HashMap<String, usize> =
         received

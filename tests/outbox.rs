@@ -7,92 +7,16 @@ mod common;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
 use base64::Engine;
+use common::hooks::{Receiver, DOWN, KEY, SLOW, UP};
 use common::*;
-use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
-use sha2::Sha256;
-
-const KEY: &[u8] = b"a test signing key of 32 bytes!!";
-
-/// Answer deliveries at once.
-const UP: u8 = 0;
-/// Hold each delivery for a while (so one is in flight when the server dies).
-const SLOW: u8 = 1;
-/// Refuse with 503 and `Retry-After: 1`.
-const DOWN: u8 = 2;
-
-#[derive(Clone, Default)]
-struct Receiver {
-    mode: Arc<AtomicU8>,
-    /// (webhook-id, body) of every request, in arrival order.
-    requests: Arc<Mutex<Vec<(String, Value)>>>,
-    /// Requests whose signature or headers were wrong.
-    bad: Arc<Mutex<Vec<String>>>,
-    started: Arc<std::sync::atomic::AtomicUsize>,
-}
-
-async fn receive(
-    axum::extract::State(r): axum::extract::State<Receiver>,
-    headers: HeaderMap,
-    body: String,
-) -> axum::response::Response {
-    r.started.fetch_add(1, Ordering::SeqCst);
-    let h = |k: &str| {
-        headers
-            .get(k)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string()
-    };
-    let (id, ts, sig) = (
-        h("webhook-id"),
-        h("webhook-timestamp"),
-        h("webhook-signature"),
-    );
-    let mut mac = Hmac::<Sha256>::new_from_slice(KEY).unwrap();
-    mac.update(format!("{id}.{ts}.{body}").as_bytes());
-    let expected = format!(
-        "v1,{}",
-        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
-    );
-    let fresh = ts
-        .parse::<i64>()
-        .is_ok_and(|t| (chrono::Utc::now().timestamp() - t).abs() < 300);
-    if id.is_empty() || sig != expected || !fresh {
-        r.bad.lock().unwrap().push(format!("{id} {ts} {sig}"));
-    }
-    match r.mode.load(Ordering::SeqCst) {
-        DOWN => {
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                [("retry-after", "1")],
-                "down",
-            )
-                .into_response()
-        }
-        SLOW => tokio::time::sleep(Duration::from_secs(3)).await,
-        _ => {}
-    }
-    let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-    r.requests.lock().unwrap().push((id, v));
-    StatusCode::NO_CONTENT.into_response()
-}
 
 async fn start_receiver(r: Receiver) -> SocketAddr {
-    let app = axum::Router::new()
-        .route("/hook", axum::routing::post(receive))
-        .with_state(r);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
+    r.start().await
 }
 
 fn config_with_webhook(dir: &std::path::Path, receiver: SocketAddr) -> std::path::PathBuf {

@@ -4,11 +4,11 @@
 mod coldstart;
 mod idle;
 // The throwaway Postgres cluster and NATS server the tests use, shared as source.
+mod relay;
+mod search;
 #[allow(dead_code)]
 #[path = "../../tests/common/services.rs"]
 mod services;
-mod relay;
-mod search;
 mod target;
 mod throughput;
 mod util;
@@ -203,10 +203,7 @@ impl DeploymentArgs {
         } else {
             None
         };
-        let prefix = format!(
-            "bench{}",
-            &uuid::Uuid::now_v7().simple().to_string()[24..]
-        );
+        let prefix = format!("bench{}", &uuid::Uuid::now_v7().simple().to_string()[24..]);
         Ok((0..self.nodes)
             .map(|i| Placement {
                 database_url: Some(db.clone()),
@@ -437,9 +434,8 @@ async fn cmd_throughput(
     let (ours, ours_best) = {
         let mut nodes = vec![];
         for place in a.deployment.placements()? {
-            nodes.push(
-                Target::spawn_lingshi_placed(opts, a.frames_per_second, None, &place).await?,
-            );
+            nodes
+                .push(Target::spawn_lingshi_placed(opts, a.frames_per_second, None, &place).await?);
         }
         eprintln!("[lingshi] throughput on {}", a.deployment.label());
         let refs: Vec<&Target> = nodes.iter().collect();

@@ -220,7 +220,8 @@ impl Bus {
     }
 
     fn flush_charges(&self) {
-        let charges = std::mem::take(&mut *self.0.charges.lock().unwrap_or_else(|p| p.into_inner()));
+        let charges =
+            std::mem::take(&mut *self.0.charges.lock().unwrap_or_else(|p| p.into_inner()));
         if charges.is_empty() {
             return;
         }
@@ -279,7 +280,11 @@ impl Bus {
 
     /// Ask every local socket to reconnect and resume.
     fn resync(&self, why: &str) {
-        self.0.origins.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.0
+            .origins
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         let n = self.0.hub.resync_all();
         self.0.metrics.bus_resyncs.fetch_add(1, Relaxed);
         tracing::warn!(sockets = n, reason = why, "asking clients to resume");

@@ -85,7 +85,7 @@ impl Domain {
         Ok(conv)
     }
 
-    fn start_for(&self, c: &Citizen, channel: Channel) -> Start {
+    pub(super) fn start_for(&self, c: &Citizen, channel: Channel) -> Start {
         Start {
             citizen: CitizenRef {
                 id: c.id,
@@ -126,6 +126,7 @@ impl Domain {
 
     /// Validate and durably store a message; the outcome is what the `ack` reports.
     pub async fn send(&self, p: &Principal, input: SendInput) -> AppResult<Outcome> {
+        let started = std::time::Instant::now();
         let cmid = ClientMsgId::parse(&input.client_msg_id)?;
         if !p.is_citizen() && !p.works_conversations() {
             return Err(AppError::forbidden("editors cannot write in conversations"));
@@ -181,13 +182,38 @@ impl Domain {
             return Err(AppError::invalid("body must not contain NUL characters"));
         }
         let attachments = self.own_uploads(p, &input.attachment_ids).await?;
-        let target = match (input.conversation_id, p) {
-            (Some(id), _) => Target::Id(ConversationId::parse(&id)?),
+        let mut target = match (&input.conversation_id, p) {
+            (Some(id), _) => Target::Id(ConversationId::parse(id)?),
             (None, Principal::Citizen(c)) => {
                 Target::OpenOf(self.start_for(c, input.channel.unwrap_or(Channel::App)))
             }
             (None, _) => return Err(AppError::invalid("conversation_id is required")),
         };
+        // Every citizen message is triaged before it is committed (and so before its
+        // ack); staff see the verdict, the planner acts on it.
+        let citizen = p.citizen();
+        let triage = citizen
+            .filter(|_| !body.trim().is_empty())
+            .map(|c| self.assess(&body, c.locale.as_ref()));
+        let mut escalate = None;
+        if let (Some(c), Some(t)) = (citizen, &triage) {
+            if t.category == "emergency" {
+                // Rare: settle the conversation now and gather what the hotline needs.
+                let id = match &target {
+                    Target::Id(id) => *id,
+                    Target::OpenOf(_) => {
+                        self.citizen_conversation(p, c, None, input.channel.unwrap_or(Channel::App))
+                            .await?
+                    }
+                };
+                target = Target::Id(id);
+                escalate = Some(
+                    self.escalation_context(id, c, EscalationReason::Triage, None)
+                        .await?,
+                );
+            }
+        }
+        let escalating = escalate.is_some();
         let sender = Sender {
             kind: if p.is_citizen() {
                 SenderKind::Citizen
@@ -208,9 +234,19 @@ impl Domain {
                 attachments,
                 access: p.access(),
                 reopen_if_resolved: p.is_citizen(),
-                triage: None,
+                triage,
+                escalate,
+                locale: citizen.and_then(|c| c.locale.clone()),
             }))
             .await?;
+        if escalating {
+            self.metrics
+                .guidance_seconds
+                .observe(started.elapsed().as_secs_f64());
+            if let Some(e) = &outcome.escalation {
+                tracing::warn!(escalation = %e.id, conversation = %e.conversation_id, "message triaged as an emergency");
+            }
+        }
         if let (Principal::Citizen(c), Some(m)) = (p, &outcome.message) {
             if !outcome.duplicate && m.kind == MessageKind::Text {
                 self.suggest(&outcome.conversation, m, c.locale.as_ref());
@@ -240,6 +276,8 @@ impl Domain {
                 access: super::Access::All,
                 reopen_if_resolved: false,
                 triage: None,
+                escalate: None,
+                locale: None,
             }))
             .await
     }

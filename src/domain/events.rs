@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::model::{Conversation, Message};
+use super::model::{Article, Conversation, Escalation, Message};
 use super::types::*;
 
 /// Where an event about a conversation may go: its citizen, its mission's staff, its
@@ -69,6 +69,31 @@ impl ConversationEvent {
     /// Internal workflow events the citizen is not told about.
     pub fn staff_only(self) -> bool {
         matches!(self, ConversationEvent::LabelsChanged)
+    }
+}
+
+/// What happened to an escalation (the `event` of an `escalation` frame).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EscalationEvent {
+    Created,
+    Updated,
+    Delivered,
+    Acknowledged,
+    Reescalated,
+    Resolved,
+}
+
+impl EscalationEvent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EscalationEvent::Created => "created",
+            EscalationEvent::Updated => "updated",
+            EscalationEvent::Delivered => "delivered",
+            EscalationEvent::Acknowledged => "acknowledged",
+            EscalationEvent::Reescalated => "reescalated",
+            EscalationEvent::Resolved => "resolved",
+        }
     }
 }
 
@@ -136,6 +161,20 @@ pub enum Event {
     },
     /// A session was revoked: its sockets close with 4401 on every node.
     SessionRevoked { session: String },
+    /// An escalation changed: every staff socket of these missions (and admins).
+    Escalation {
+        kind: EscalationEvent,
+        escalation: Escalation,
+        missions: Vec<MissionId>,
+    },
+    /// A safety alert was published: citizens of these countries (all citizens when
+    /// empty and `everyone`), and these citizens whose last location is in its area.
+    Alert {
+        article: Box<Article>,
+        countries: Vec<CountryCode>,
+        everyone: bool,
+        citizens: Vec<CitizenId>,
+    },
 }
 
 /// Who an event goes to, decided by the event.
@@ -153,9 +192,11 @@ impl Event {
             Event::Message { message, .. } => (true, message.kind.citizen_may_see()),
             Event::Conversation { kind, .. } => (true, !kind.staff_only()),
             Event::Typing { .. } | Event::Read { .. } => (true, true),
-            Event::Viewing { .. } | Event::Presence { .. } | Event::Suggestions { .. } => {
-                (true, false)
-            }
+            Event::Viewing { .. }
+            | Event::Presence { .. }
+            | Event::Suggestions { .. }
+            | Event::Escalation { .. } => (true, false),
+            Event::Alert { .. } => (false, true),
             Event::SessionRevoked { .. } => (false, false),
         };
         Audience { staff, citizen }
@@ -188,7 +229,18 @@ impl Event {
                 r.push(Route::from(conversation));
                 r
             }
-            Event::Presence { .. } | Event::SessionRevoked { .. } => vec![],
+            Event::Presence { .. }
+            | Event::SessionRevoked { .. }
+            | Event::Escalation { .. }
+            | Event::Alert { .. } => vec![],
+        }
+    }
+
+    /// Staff of these missions get the event whatever conversation it is about.
+    pub fn missions(&self) -> &[MissionId] {
+        match self {
+            Event::Presence { missions, .. } | Event::Escalation { missions, .. } => missions,
+            _ => &[],
         }
     }
 }

@@ -178,7 +178,9 @@ mod tests {
         let here = Limiters::new(&config);
         let there = Arc::new(Limiters::new(&config));
         let other = there.clone();
-        here.mirror_to(Arc::new(move |name, key, cost| other.charge(name, &key, cost)));
+        here.mirror_to(Arc::new(move |name, key, cost| {
+            other.charge(name, &key, cost)
+        }));
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         assert!(here.sign_ins.take(&ip, 1.0).is_ok());
         assert!(here.sign_ins.take(&ip, 1.0).is_ok());
@@ -190,6 +192,9 @@ mod tests {
         let p = PersonId(uuid::Uuid::now_v7());
         let burst = f64::from(config.frames_per_second);
         assert!(here.sends.take(&p, burst).is_ok());
-        assert!(there.sends.take(&p, 1.0).is_err(), "the send budget is shared");
+        assert!(
+            there.sends.take(&p, 1.0).is_err(),
+            "the send budget is shared"
+        );
     }
 }

@@ -8,6 +8,8 @@
 pub mod assigner;
 pub mod attachments;
 pub mod conversations;
+pub mod emergency;
+pub mod escalations;
 pub mod events;
 pub mod identity;
 pub mod kb;
@@ -18,6 +20,7 @@ pub mod planner;
 pub mod ports;
 pub mod principal;
 pub mod sessions;
+pub mod triage;
 pub mod types;
 pub mod webhooks;
 pub mod workflow;
@@ -64,6 +67,7 @@ pub struct Inner {
     pub attachments: attachments::AttachmentState,
     pub identity: identity::IdentityVerifier,
     pub limits: Arc<limits::Limiters>,
+    pub triage: triage::TriageState,
     /// Woken when rows are written to the outbox.
     pub outbox_wake: Arc<Notify>,
 }
@@ -91,6 +95,8 @@ impl Domain {
             });
         }
         self.spawn_gap_recorder(stop.clone());
+        self.spawn_triage_reloader(stop.clone());
+        self.spawn_reescalation(stop.clone());
         self.spawn_upload_gc(stop.clone());
     }
 

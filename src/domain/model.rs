@@ -126,6 +126,40 @@ pub struct Message {
     pub triage: Option<TriageInfo>,
 }
 
+/// A conversation escalated to the 12308 hotline (one open escalation per
+/// conversation; further emergency messages are added to it).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Escalation {
+    pub id: EscalationId,
+    pub conversation_id: ConversationId,
+    pub mission_id: MissionId,
+    pub citizen: CitizenRef,
+    pub reason: EscalationReason,
+    pub state: EscalationState,
+    pub created_at: Timestamp,
+    pub delivered_at: Option<Timestamp>,
+    pub acknowledged_at: Option<Timestamp>,
+    /// An agent's id, or `hotline`.
+    pub acknowledged_by: Option<String>,
+    /// Delivery attempts to the hotline.
+    pub attempts: i64,
+    /// How many times it was re-escalated for want of an acknowledgement.
+    pub reescalations: i64,
+    /// When staff were last alerted (creation or re-escalation).
+    pub alerted_at: Timestamp,
+    /// Where the citizen said they are (SOS) or last shared.
+    pub location: Option<GeoPoint>,
+}
+
+/// Filters for listing escalations.
+#[derive(Clone, Debug, Default)]
+pub struct EscalationFilter {
+    /// `None`: every mission (admins).
+    pub missions: Option<Vec<MissionId>>,
+    pub state: Option<EscalationState>,
+    pub limit: i64,
+}
+
 /// An uploaded image as stored.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Attachment {
@@ -302,7 +336,7 @@ pub struct ArticleFields {
 }
 
 /// A knowledge-base article as stored.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Article {
     pub id: ArticleId,
     pub fields: ArticleFields,
@@ -368,9 +402,12 @@ pub struct NewOutboxRow {
     pub destination: String,
     /// `conversation.created`, `message.created`, `escalation.created`, ...
     pub event_type: String,
-    /// What to send, as domain data ([`OutboxPayload`]); rendered by the courier.
+    /// What to send, as domain data (`webhooks::OutboxPayload`); rendered by the
+    /// courier.
     pub payload: serde_json::Value,
     pub created_at: Timestamp,
+    /// What the row is about (an escalation id), to find it again.
+    pub subject: Option<String>,
 }
 
 /// A stored row with its delivery state.
@@ -385,6 +422,7 @@ pub struct OutboxRow {
     pub next_attempt_at: Timestamp,
     pub delivered_at: Option<Timestamp>,
     pub last_error: Option<String>,
+    pub subject: Option<String>,
 }
 
 /// Lag and failures, for metrics and the readiness of the duty officer's tools.

@@ -16,9 +16,11 @@ use futures_util::StreamExt;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::events::{EscalationEvent, Event, Publisher};
 use super::model::OutboxRow;
 use super::ports::Store;
 use super::types::*;
+use super::webhooks::HOTLINE;
 use crate::metrics::Metrics;
 
 /// The result of one delivery attempt.
@@ -69,6 +71,8 @@ const CONCURRENCY: usize = 16;
 pub struct OutboxWorker {
     pub store: Arc<dyn Store>,
     pub courier: Arc<dyn Courier>,
+    /// Tells staff when an escalation reached the hotline.
+    pub publisher: Arc<dyn Publisher>,
     pub metrics: Arc<Metrics>,
     pub wake: Arc<Notify>,
     /// This node's name in the lease table.
@@ -131,6 +135,9 @@ impl OutboxWorker {
         futures_util::stream::iter(rows)
             .for_each_concurrent(CONCURRENCY, |row| async move {
                 let result = self.courier.deliver(&row).await;
+                if row.destination == HOTLINE {
+                    self.escalation_attempt(&row, &result).await;
+                }
                 let recorded = match result {
                     Delivery::Delivered => {
                         let at = super::types::now();
@@ -158,6 +165,36 @@ impl OutboxWorker {
             })
             .await;
         Ok(n)
+    }
+}
+
+impl OutboxWorker {
+    /// Count a delivery attempt of an escalation event; the first delivery of its
+    /// creation marks it delivered and tells its mission's staff.
+    async fn escalation_attempt(&self, row: &OutboxRow, result: &Delivery) {
+        let Some(id) = row
+            .subject
+            .as_deref()
+            .and_then(|s| EscalationId::parse(s).ok())
+        else {
+            return;
+        };
+        let delivered = matches!(result, Delivery::Delivered).then(super::types::now);
+        match self.store.record_escalation_attempt(id, delivered).await {
+            Ok(Some(e)) => {
+                if let Some(at) = e.delivered_at {
+                    let secs = (at - e.created_at).num_milliseconds().max(0) as f64 / 1000.0;
+                    self.metrics.escalation_delivery_seconds.observe(secs);
+                }
+                self.publisher.publish(Event::Escalation {
+                    kind: EscalationEvent::Delivered,
+                    missions: vec![e.mission_id.clone()],
+                    escalation: e,
+                });
+            }
+            Ok(None) => {}
+            Err(e) => e.log(),
+        }
     }
 }
 

@@ -27,6 +27,8 @@ pub trait ConversationStore: Send + Sync {
         conversation: ConversationId,
         page: MessagePage,
     ) -> AppResult<Vec<Message>>;
+    /// The newest unresolved conversation of a citizen.
+    async fn open_conversation_of(&self, citizen: CitizenId) -> AppResult<Option<Conversation>>;
     /// Remember how far a reader has read (never moves backwards).
     async fn set_read(
         &self,
@@ -84,6 +86,13 @@ pub trait PeopleStore: Send + Sync {
     ) -> AppResult<Citizen>;
     async fn citizen(&self, id: CitizenId) -> AppResult<Option<Citizen>>;
     async fn set_citizen_location(&self, id: CitizenId, at: GeoPoint) -> AppResult<()>;
+    /// Citizens whose last shared location lies in the box between these corners (the
+    /// domain keeps those inside the circle it needs).
+    async fn citizens_located_in(
+        &self,
+        lat: (f64, f64),
+        lon: (f64, f64),
+    ) -> AppResult<Vec<(CitizenId, GeoPoint)>>;
     async fn create_session(
         &self,
         token_hash: &str,
@@ -197,6 +206,8 @@ pub trait OutboxStore: Send + Sync {
         error: &str,
     ) -> AppResult<()>;
     async fn outbox_row(&self, id: OutboxId) -> AppResult<Option<OutboxRow>>;
+    /// The rows about one subject (an escalation's deliveries), oldest first.
+    async fn outbox_rows_about(&self, subject: &str) -> AppResult<Vec<OutboxRow>>;
     async fn outbox_stats(&self) -> AppResult<OutboxStats>;
     /// Take or renew the named lease for `holder` until `until`; `false` when another
     /// holder has it and it has not expired.
@@ -211,10 +222,42 @@ pub trait OutboxStore: Send + Sync {
     ) -> AppResult<()>;
 }
 
+/// Escalations to the hotline (written with the conversation through
+/// `ConversationStore::commit`; read and annotated here).
+#[async_trait]
+pub trait EscalationStore: Send + Sync {
+    async fn escalation(&self, id: EscalationId) -> AppResult<Option<Escalation>>;
+    /// Newest first.
+    async fn escalations(&self, f: &EscalationFilter) -> AppResult<Vec<Escalation>>;
+    /// Open, unacknowledged escalations whose staff were last alerted before `before`.
+    async fn escalations_to_reescalate(
+        &self,
+        before: Timestamp,
+        limit: i64,
+    ) -> AppResult<Vec<Escalation>>;
+    /// Open escalations nobody has acknowledged.
+    async fn unacknowledged_escalations(&self) -> AppResult<i64>;
+    /// One more delivery attempt of an escalation event; with `delivered_at`, a pending
+    /// escalation becomes delivered. Returns the escalation when its state changed.
+    async fn record_escalation_attempt(
+        &self,
+        id: EscalationId,
+        delivered_at: Option<Timestamp>,
+    ) -> AppResult<Option<Escalation>>;
+    /// Send every outbox row about `subject` again (same ids); returns how many.
+    async fn redeliver_subject(&self, subject: &str) -> AppResult<u64>;
+}
+
 /// Everything the domain needs from storage.
 #[async_trait]
 pub trait Store:
-    ConversationStore + PeopleStore + WorkflowStore + AttachmentStore + KbStore + OutboxStore
+    ConversationStore
+    + PeopleStore
+    + WorkflowStore
+    + AttachmentStore
+    + KbStore
+    + OutboxStore
+    + EscalationStore
 {
     /// The database answers (readiness).
     async fn ping(&self) -> AppResult<()>;

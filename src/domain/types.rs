@@ -420,6 +420,20 @@ word_enum!(
     ArticleStatus, "status" { Draft = "draft", Published = "published", Archived = "archived" }
 );
 word_enum!(
+    /// Why a conversation was escalated to the hotline.
+    EscalationReason, "reason" { Sos = "sos", Triage = "triage" }
+);
+word_enum!(
+    /// Where an escalation is: waiting for delivery, delivered to the hotline,
+    /// acknowledged by the hotline or an agent, resolved with the conversation.
+    EscalationState, "state" {
+        Pending = "pending",
+        Delivered = "delivered",
+        Acknowledged = "acknowledged",
+        Resolved = "resolved",
+    }
+);
+word_enum!(
     /// How serious a safety alert is.
     Severity, "severity" { Low = "low", Medium = "medium", High = "high", Critical = "critical" }
 );
@@ -441,6 +455,18 @@ impl Priority {
             0 => Some(Priority::Normal),
             _ => None,
         }
+    }
+}
+
+impl EscalationState {
+    /// Still needs someone: every state but resolved.
+    pub fn is_open(self) -> bool {
+        self != EscalationState::Resolved
+    }
+
+    /// Nobody has taken it yet: re-escalation keeps alerting.
+    pub fn unacknowledged(self) -> bool {
+        matches!(self, EscalationState::Pending | EscalationState::Delivered)
     }
 }
 

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::events::Event;
-use super::model::NewOutboxRow;
+use super::model::{Conversation, Escalation, Message, NewOutboxRow};
 use super::types::*;
 use crate::config::Config;
 
@@ -15,6 +15,45 @@ use crate::config::Config;
 pub enum OutboxPayload {
     /// A domain event for a webhook subscriber.
     Event { event: Box<Event> },
+    /// An escalation for the 12308 hotline, with what the operator needs to act.
+    Hotline {
+        escalation: Box<Escalation>,
+        conversation: Box<Conversation>,
+        last_messages: Vec<Message>,
+        location: Option<GeoPoint>,
+    },
+}
+
+/// Where escalations go.
+pub const HOTLINE: &str = "hotline";
+
+/// The hotline row for an escalation event (`escalation.created`, `.updated`,
+/// `.reescalated`); `None` when no hotline is configured.
+pub fn hotline_row(
+    config: &Config,
+    event_type: &str,
+    escalation: &Escalation,
+    conversation: &Conversation,
+    last_messages: Vec<Message>,
+    now: Timestamp,
+) -> Option<NewOutboxRow> {
+    if config.hotline.url.is_empty() {
+        return None;
+    }
+    Some(NewOutboxRow {
+        id: OutboxId::new(),
+        destination: HOTLINE.into(),
+        event_type: event_type.into(),
+        payload: serde_json::to_value(OutboxPayload::Hotline {
+            escalation: Box::new(escalation.clone()),
+            conversation: Box::new(conversation.clone()),
+            location: escalation.location,
+            last_messages,
+        })
+        .expect("escalations serialise"),
+        created_at: now,
+        subject: Some(escalation.id.to_string()),
+    })
 }
 
 /// The webhook event type of a domain event, for those webhooks may subscribe to.
@@ -47,6 +86,7 @@ pub fn rows_for_event(config: &Config, e: &Event, now: Timestamp) -> Vec<NewOutb
             })
             .expect("events serialise"),
             created_at: now,
+            subject: None,
         })
         .collect()
 }

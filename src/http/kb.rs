@@ -11,9 +11,10 @@ use serde_json::{json, Value};
 use super::{AppJson, AppPath, AppQuery, Auth, MaybeAuth};
 use crate::app::AppState;
 use crate::domain::kb::{ArticleInput, ArticleListRequest, SearchRequest};
-use crate::domain::model::{Area, Article, SaveMode};
+use crate::domain::model::{Area, SaveMode};
 use crate::domain::types::{fmt_time, ArticleStatus};
 use crate::error::{AppError, AppResult};
+use crate::wire::article_view;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -32,19 +33,6 @@ pub fn router() -> Router<AppState> {
         .route("/v1/kb/preview", post(preview))
         .route("/v1/kb/gaps", get(gaps))
         .route("/v1/alerts", get(alerts))
-}
-
-/// The contract's article object.
-pub fn article_json(a: &Article) -> Value {
-    let f = &a.fields;
-    json!({
-        "id": a.id, "slug": f.slug, "locale": f.locale, "title": f.title, "summary": f.summary,
-        "body_markdown": f.body_markdown, "body_html": a.body_html, "category": f.category,
-        "countries": f.countries, "tags": f.tags, "status": f.status,
-        "version": a.version, "created_at": fmt_time(a.created_at), "updated_at": fmt_time(a.updated_at),
-        "published_at": a.published_at.map(fmt_time), "expires_at": f.expires_at.map(fmt_time),
-        "severity": f.severity, "area": f.area,
-    })
 }
 
 #[derive(Deserialize)]
@@ -109,7 +97,7 @@ async fn read(
         .domain
         .read_article(auth.principal(), &key, q.locale.as_deref())
         .await?;
-    Ok(Json(article_json(&a)))
+    Ok(Json(article_view(&a)))
 }
 
 #[derive(Deserialize)]
@@ -140,7 +128,7 @@ async fn list(
         )
         .await?;
     Ok(Json(
-        json!({"articles": rows.iter().map(article_json).collect::<Vec<_>>()}),
+        json!({"articles": rows.iter().map(article_view).collect::<Vec<_>>()}),
     ))
 }
 
@@ -211,7 +199,7 @@ async fn create(
         .domain
         .save_article(&auth.principal, SaveMode::Create, body.into_new()?)
         .await?;
-    Ok((StatusCode::CREATED, Json(article_json(&a))))
+    Ok((StatusCode::CREATED, Json(article_view(&a))))
 }
 
 async fn update(
@@ -224,7 +212,7 @@ async fn update(
         .domain
         .update_article(&auth.principal, &key, |base| body.apply(base))
         .await?;
-    Ok(Json(article_json(&a)))
+    Ok(Json(article_view(&a)))
 }
 
 async fn publish(
@@ -236,7 +224,7 @@ async fn publish(
         .domain
         .set_article_status(&auth.principal, &key, ArticleStatus::Published)
         .await?;
-    Ok(Json(article_json(&a)))
+    Ok(Json(article_view(&a)))
 }
 
 /// Archive: out of search and public reads, versions kept.
@@ -279,7 +267,7 @@ async fn restore(
         .domain
         .restore_article(&auth.principal, &key, version)
         .await?;
-    Ok(Json(article_json(&a)))
+    Ok(Json(article_view(&a)))
 }
 
 #[derive(Deserialize)]
@@ -347,6 +335,6 @@ async fn alerts(
         .alerts(q.country.as_deref(), point, q.locale.as_deref())
         .await?;
     Ok(Json(
-        json!({"alerts": list.iter().map(article_json).collect::<Vec<_>>()}),
+        json!({"alerts": list.iter().map(article_view).collect::<Vec<_>>()}),
     ))
 }

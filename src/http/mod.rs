@@ -5,6 +5,7 @@
 
 mod attachments;
 mod conversations;
+mod emergencies;
 pub mod error;
 mod kb;
 pub mod listener;
@@ -38,6 +39,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ops::router())
         .merge(staff::router())
         .merge(kb::router())
+        .merge(emergencies::router())
         .merge(attachments::router(state.domain.upload_max_bytes()))
         .route("/v1/ws", axum::routing::get(ws::upgrade))
         .fallback(not_found)

@@ -33,7 +33,10 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let r = state.domain.readiness().await;
     let word = |ok: bool| if ok { "ok" } else { "unreachable" };
     let (database, index) = (word(r.database), word(r.index));
-    let bus = state.metrics.bus_connected.load(std::sync::atomic::Ordering::Relaxed);
+    let bus = state
+        .metrics
+        .bus_connected
+        .load(std::sync::atomic::Ordering::Relaxed);
     let ok = r.database && r.index && bus != 0;
     (
         if ok {

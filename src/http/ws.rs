@@ -16,13 +16,14 @@ use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
 use crate::domain::conversations::SendInput;
-use crate::domain::types::GeoPoint;
+use crate::domain::escalations::SosInput;
+use crate::domain::types::{Channel, GeoPoint};
 use crate::domain::Principal;
 use crate::error::AppError;
 use crate::hub::{topics_for, Conn};
 use crate::wire::{
-    client_msg_id_of, parse_client_frame, AckView, ClientFrame, ConversationView, MessageView,
-    ServerFrame, UserView,
+    client_msg_id_of, parse_client_frame, AckView, ClientFrame, ConversationView, EscalationView,
+    MessageView, ServerFrame, UserView,
 };
 
 /// Close codes of the contract.
@@ -152,7 +153,7 @@ async fn serve(mut socket: WebSocket, state: AppState) {
     // so nothing falls between the snapshot below and live delivery.
     let conn = state
         .hub
-        .subscribe(&session, principal.id(), &topics_for(&principal));
+        .subscribe(&session, &principal, &topics_for(&principal));
     let reg = Registration {
         state: &state,
         conn,
@@ -391,6 +392,36 @@ async fn handle_text(
             conversation_id,
             seq,
         } => done(d.mark_read(p, &conversation_id, seq).await),
+        ClientFrame::Sos { note, location } => {
+            let location = match location
+                .map(|l| GeoPoint::parse(l.lat, l.lon, l.accuracy_m))
+                .transpose()
+            {
+                Ok(l) => l,
+                Err(e) => return refuse(e, None),
+            };
+            let input = SosInput {
+                conversation_id: None,
+                note,
+                location,
+            };
+            match d.sos(p, input, Channel::App).await {
+                Ok(o) => match &o.escalation {
+                    Some(e) => Some(
+                        ServerFrame::SosAck {
+                            escalation: EscalationView::from(e),
+                            guidance: o.guidance.as_deref().unwrap_or_default(),
+                        }
+                        .text(),
+                    ),
+                    None => refuse(
+                        AppError::Internal(anyhow::anyhow!("SOS without an escalation")),
+                        None,
+                    ),
+                },
+                Err(e) => refuse(e, None),
+            }
+        }
         ClientFrame::Location {
             lat,
             lon,

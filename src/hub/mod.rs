@@ -21,7 +21,7 @@ use axum::extract::ws::Utf8Bytes;
 use tokio::sync::Notify;
 
 use crate::domain::events::{Connections, Event, Publisher};
-use crate::domain::types::{AgentId, CitizenId, MissionId, PersonId};
+use crate::domain::types::{AgentId, CitizenId, CountryCode, MissionId, PersonId};
 use crate::domain::Principal;
 
 /// A fixed-size key for a session hash.
@@ -62,6 +62,8 @@ pub struct Conn {
     session: [u8; 32],
     /// The person (citizen or agent), to skip echoing typing to its own author.
     pub principal_id: PersonId,
+    /// A citizen's country, for safety alerts.
+    pub country: Option<CountryCode>,
     queue: Mutex<VecDeque<Utf8Bytes>>,
     capacity: usize,
     /// `OVERFLOWED`, `CLOSING`, `PING_DUE`, `IDLE` bits, set by publishers and the
@@ -260,11 +262,12 @@ impl Hub {
 
     /// Register a connection under `topics`. Done *before* the welcome snapshot and the
     /// replay are read, so an event committed in between is queued, not lost.
-    pub fn subscribe(&self, session: &str, principal_id: PersonId, topics: &[Topic]) -> Arc<Conn> {
+    pub fn subscribe(&self, session: &str, principal: &Principal, topics: &[Topic]) -> Arc<Conn> {
         let conn = Arc::new(Conn {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             session: session_key(session),
-            principal_id,
+            principal_id: principal.id(),
+            country: principal.citizen().and_then(|c| c.country),
             queue: Mutex::new(VecDeque::new()),
             capacity: self.queue_capacity,
             flags: AtomicU8::new(0),
@@ -336,6 +339,33 @@ impl Hub {
         slow
     }
 
+    /// Deliver to citizens whose country is one of `countries` (every citizen when
+    /// `everyone`), and to those under `extra` topics, once each. Alerts are rare, so
+    /// one scan of the registry costs less than a topic per country kept for ever.
+    fn deliver_to_citizens_in(
+        &self,
+        countries: &[CountryCode],
+        everyone: bool,
+        extra: &[Topic],
+        frame: &Utf8Bytes,
+    ) {
+        let reg = self.registry.read().unwrap_or_else(|p| p.into_inner());
+        let mut seen: std::collections::HashSet<u64> = std::collections::HashSet::new();
+        for (t, list) in &reg.topics {
+            if !matches!(t, Topic::Citizen(_)) {
+                continue;
+            }
+            let named = extra.contains(t);
+            for c in list {
+                let wanted =
+                    named || everyone || c.country.is_some_and(|cc| countries.contains(&cc));
+                if wanted && seen.insert(c.id) {
+                    c.push(frame.clone());
+                }
+            }
+        }
+    }
+
     /// Close every socket opened with this session (after it was revoked).
     fn close_session(&self, session: &str) {
         let key = session_key(session);
@@ -376,27 +406,32 @@ impl Publisher for Hub {
         let skip = event.author();
         if let (true, Some(frame)) = (audience.staff, &rendered.staff) {
             let mut topics = vec![Topic::All];
-            match &event {
-                Event::Presence { missions, .. } => {
-                    topics.extend(missions.iter().cloned().map(Topic::Mission))
-                }
-                _ => {
-                    for r in event.routes() {
-                        topics.push(Topic::Mission(r.mission));
-                        if let Some(a) = r.assignee {
-                            topics.push(Topic::Agent(a));
-                        }
-                    }
+            topics.extend(event.missions().iter().cloned().map(Topic::Mission));
+            for r in event.routes() {
+                topics.push(Topic::Mission(r.mission));
+                if let Some(a) = r.assignee {
+                    topics.push(Topic::Agent(a));
                 }
             }
             self.deliver(&topics, frame, skip);
         }
         if let (true, Some(frame)) = (audience.citizen, &rendered.citizen) {
-            let topics: Vec<Topic> = event
+            let mut topics: Vec<Topic> = event
                 .routes()
                 .into_iter()
                 .map(|r| Topic::Citizen(r.citizen))
                 .collect();
+            if let Event::Alert {
+                countries,
+                everyone,
+                citizens,
+                ..
+            } = &event
+            {
+                topics.extend(citizens.iter().map(|c| Topic::Citizen(*c)));
+                self.deliver_to_citizens_in(countries, *everyone, &topics, frame);
+                return;
+            }
             self.deliver(&topics, frame, skip);
         }
     }

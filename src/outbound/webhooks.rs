@@ -41,7 +41,7 @@ pub struct WebhookCourier {
 }
 
 impl WebhookCourier {
-    pub fn new(config: &Config) -> anyhow::Result<Self> {
+    pub fn new(config: &Config, http: reqwest::Client) -> anyhow::Result<Self> {
         let mut endpoints = HashMap::new();
         for w in &config.webhooks {
             let key = signing_key(&w.secret)
@@ -54,12 +54,6 @@ impl WebhookCourier {
                 },
             );
         }
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .connect_timeout(Duration::from_secs(5))
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("lingshi/", env!("CARGO_PKG_VERSION")))
-            .build()?;
         Ok(WebhookCourier { http, endpoints })
     }
 }
@@ -77,6 +71,7 @@ pub fn webhook_body(row: &OutboxRow) -> Result<String, String> {
             }
             _ => return Err(format!("event {} is not sent to webhooks", row.event_type)),
         },
+        OutboxPayload::Hotline { .. } => return Err("a hotline row is not a webhook".into()),
     };
     Ok(json!({
         "type": row.event_type,

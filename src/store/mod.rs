@@ -41,7 +41,8 @@ pub struct Backend {
 pub async fn open(config: &Config, node: &str) -> anyhow::Result<Backend> {
     if config.database_url.is_empty() {
         let store = SqliteStore::open(&config.data_dir).await?;
-        let blobs = Blobs::open(&config.data_dir).context("cannot create the attachments folder")?;
+        let blobs =
+            Blobs::open(&config.data_dir).context("cannot create the attachments folder")?;
         Ok(Backend {
             store: Arc::new(store),
             blobs: Arc::new(blobs),

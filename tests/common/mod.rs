@@ -7,6 +7,7 @@
 //! Set `TEST_LOG=1` to see the server's logs.
 #![allow(dead_code)]
 
+pub mod hooks;
 pub mod services;
 
 use std::path::{Path, PathBuf};
@@ -29,6 +30,11 @@ pub fn missions() -> Vec<Mission> {
         name: name.into(),
         countries: countries.iter().map(|c| c.to_string()).collect(),
         timezone: "UTC".into(),
+        duty_phone: format!("+00-{id}-duty"),
+        emergency_numbers: countries
+            .iter()
+            .map(|c| (c.to_string(), format!("{c}-emergency")))
+            .collect(),
     };
     vec![
         m("mfa", "Consular Protection Center", &[]),
@@ -92,9 +98,15 @@ pub fn write_config_file(dir: &Path, config: &Config) -> PathBuf {
     }
     for m in &config.missions {
         text.push_str(&format!(
-            "[[missions]]\nid = {:?}\nname = {:?}\ncountries = {:?}\ntimezone = {:?}\n",
-            m.id, m.name, m.countries, m.timezone
+            "[[missions]]\nid = {:?}\nname = {:?}\ncountries = {:?}\ntimezone = {:?}\nduty_phone = {:?}\n",
+            m.id, m.name, m.countries, m.timezone, m.duty_phone
         ));
+        if !m.emergency_numbers.is_empty() {
+            text.push_str("[missions.emergency_numbers]\n");
+            for (c, n) in &m.emergency_numbers {
+                text.push_str(&format!("{c} = {n:?}\n"));
+            }
+        }
     }
     let l = &config.limits;
     text.push_str(&format!(
@@ -114,6 +126,14 @@ pub fn write_config_file(dir: &Path, config: &Config) -> PathBuf {
         if !cl.node_name.is_empty() {
             text.push_str(&format!("node_name = {:?}\n", cl.node_name));
         }
+    }
+    if !config.hotline.url.is_empty() {
+        text.push_str(&format!(
+            "[hotline]\nurl = {:?}\nsecret = {:?}\nreescalate_after_secs = {}\n",
+            config.hotline.url,
+            config.hotline.secret.expose(),
+            config.hotline.reescalate_after_secs
+        ));
     }
     if !config.identity.hs256_secret.is_empty() {
         text.push_str(&format!(

@@ -15,6 +15,7 @@ use lingshi_search::{Doc, SearchEngine};
 use serde::Deserialize;
 use tokio::sync::{mpsc, Notify, Semaphore};
 
+use super::events::Event;
 use super::model::*;
 use super::types::*;
 use super::{Domain, Principal};
@@ -290,6 +291,34 @@ pub fn validate(f: ArticleInput) -> Result<ArticleFields, FieldError> {
 }
 
 /// The index's view of an article; `None` when it must not be in the index.
+/// Two versions of an alert say the same to citizens.
+fn same_alert(a: &ArticleFields, b: &ArticleFields) -> bool {
+    a.title == b.title
+        && a.summary == b.summary
+        && a.body_markdown == b.body_markdown
+        && a.severity == b.severity
+        && a.area == b.area
+        && a.countries == b.countries
+        && a.expires_at == b.expires_at
+}
+
+/// The latitude and longitude ranges that hold an area's circle (the whole band of
+/// longitudes near the poles or across the antimeridian: the distance check decides).
+fn bounding_box(area: Area) -> ((f64, f64), (f64, f64)) {
+    let dlat = area.radius_km / 110.5;
+    let lat = (area.lat - dlat, area.lat + dlat);
+    let cos = (area.lat.abs() + dlat).min(90.0).to_radians().cos();
+    if cos < 0.01 {
+        return (lat, (-180.0, 180.0));
+    }
+    let dlon = area.radius_km / (111.3 * cos);
+    let lon = (area.lon - dlon, area.lon + dlon);
+    if lon.0 < -180.0 || lon.1 > 180.0 {
+        return (lat, (-180.0, 180.0));
+    }
+    (lat, lon)
+}
+
 pub fn to_doc(a: &Article) -> Option<Doc> {
     if a.fields.status == ArticleStatus::Archived {
         return None;
@@ -386,13 +415,54 @@ impl Domain {
         let editor = p.require_editor()?;
         let f = validate(input)?;
         let html = render_markdown(&f.body_markdown);
+        let before = match &mode {
+            SaveMode::Update(id) => self.store.article(*id).await?,
+            _ => None,
+        };
         let saved = self
             .store
             .save_article(mode, &f, &html, Some(editor.id), None)
             .await?;
         self.kb.index_wake.notify_one();
+        if saved.1 != SaveOutcome::Unchanged {
+            self.push_alert(before.as_ref(), &saved.0).await?;
+        }
         tracing::info!(article = %saved.0.id, slug = %saved.0.fields.slug, locale = %saved.0.fields.locale, version = saved.0.version, by = %editor.id, "article saved");
         Ok(saved)
+    }
+
+    /// A safety alert that goes live, or changes while live, reaches the connected
+    /// citizens it concerns at once: those of its countries (everyone when it names none
+    /// and has no area) and those whose last shared location lies inside its area.
+    async fn push_alert(&self, before: Option<&Article>, after: &Article) -> AppResult<()> {
+        if after.fields.category != Category::SafetyAlert || !after.is_live() {
+            return Ok(());
+        }
+        if before.is_some_and(|b| b.is_live() && same_alert(&b.fields, &after.fields)) {
+            return Ok(());
+        }
+        let mut citizens = Vec::new();
+        if let Some(area) = after.fields.area {
+            let ((lat0, lat1), (lon0, lon1)) = bounding_box(area);
+            for (id, at) in self
+                .store
+                .citizens_located_in((lat0, lat1), (lon0, lon1))
+                .await?
+            {
+                if at.distance_km(area.lat, area.lon) <= area.radius_km {
+                    citizens.push(id);
+                }
+            }
+        }
+        let everyone = after.fields.countries.is_empty() && after.fields.area.is_none();
+        tracing::info!(article = %after.id, countries = after.fields.countries.len(), everyone, nearby = citizens.len(), "safety alert pushed");
+        self.publisher.publish(Event::Alert {
+            article: Box::new(after.clone()),
+            countries: after.fields.countries.clone(),
+            everyone,
+            citizens,
+        });
+        Ok(())
     }
 
     pub async fn article_for_edit(&self, p: &Principal, id: &str) -> AppResult<Article> {

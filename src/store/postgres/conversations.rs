@@ -126,12 +126,10 @@ async fn lock_and_load(conn: &mut PgConnection, load: &Load) -> AppResult<Loaded
     keys.sort_unstable();
     keys.dedup();
     if !keys.is_empty() {
-        sqlx::query(
-            "SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k ORDER BY k",
-        )
-        .bind(&keys)
-        .execute(&mut *conn)
-        .await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k ORDER BY k")
+            .bind(&keys)
+            .execute(&mut *conn)
+            .await?;
     }
     if !load.dedup_keys.is_empty() {
         let senders: Vec<Uuid> = load.dedup_keys.iter().map(|(p, _)| p.0).collect();
@@ -160,9 +158,7 @@ async fn lock_and_load(conn: &mut PgConnection, load: &Load) -> AppResult<Loaded
         .fetch_all(&mut *conn)
         .await?;
         for (citizen, conv) in rows {
-            loaded
-                .open
-                .insert(CitizenId(citizen), ConversationId(conv));
+            loaded.open.insert(CitizenId(citizen), ConversationId(conv));
         }
     }
     let mut ids: Vec<Uuid> = load.conversations.iter().map(|c| c.0).collect();
@@ -181,6 +177,13 @@ async fn lock_and_load(conn: &mut PgConnection, load: &Load) -> AppResult<Loaded
         .await?;
         for c in conversations(rows)? {
             loaded.conversations.insert(c.id, c);
+        }
+    }
+    // After the conversation rows are locked: an open escalation read here stays open
+    // (and no other is opened) until this transaction ends.
+    if !load.escalations_for.is_empty() {
+        for e in super::escalations::load_open(conn, &load.escalations_for).await? {
+            loaded.escalations.insert(e.conversation_id, e);
         }
     }
     Ok(loaded)
@@ -285,6 +288,7 @@ async fn write(conn: &mut PgConnection, w: &Writes) -> AppResult<()> {
         .execute(&mut *conn)
         .await?;
     }
+    super::escalations::write(conn, &w.escalations).await?;
     insert_audit(conn, &w.audit).await?;
     super::outbox::insert_rows(conn, &w.outbox).await?;
     Ok(())
@@ -395,6 +399,17 @@ impl ConversationStore for PgStore {
             rows.reverse();
         }
         Ok(rows)
+    }
+
+    async fn open_conversation_of(&self, citizen: CitizenId) -> AppResult<Option<Conversation>> {
+        let row: Option<ConversationRow> = sqlx::query_as(&format!(
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations c JOIN citizens z ON z.id = c.citizen_id \
+             WHERE c.citizen_id = $1 AND c.status <> 'resolved' ORDER BY c.id DESC LIMIT 1"
+        ))
+        .bind(citizen.0)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(ConversationRow::into_domain).transpose()
     }
 
     async fn set_read(

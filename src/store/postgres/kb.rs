@@ -200,9 +200,8 @@ impl KbStore for PgStore {
         limit: i64,
         offset: i64,
     ) -> AppResult<Vec<Article>> {
-        let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!(
-            "SELECT {ARTICLE_COLUMNS} FROM articles WHERE true"
-        ));
+        let mut q: QueryBuilder<Postgres> =
+            QueryBuilder::new(format!("SELECT {ARTICLE_COLUMNS} FROM articles WHERE true"));
         if let Some(s) = status {
             q.push(" AND status = ").push_bind(s.as_str());
         }

@@ -22,6 +22,7 @@
 mod attachments;
 mod blobs;
 mod conversations;
+mod escalations;
 mod kb;
 mod outbox;
 mod people;

@@ -9,7 +9,7 @@ use crate::domain::model::{NewOutboxRow, OutboxRow, OutboxStats};
 use crate::domain::ports::OutboxStore;
 
 const OUTBOX_COLUMNS: &str = "id, destination, event_type, payload, created_at, attempts, \
-     next_attempt_at, delivered_at, last_error";
+     next_attempt_at, delivered_at, last_error, subject";
 
 #[derive(sqlx::FromRow)]
 struct Row {
@@ -22,6 +22,7 @@ struct Row {
     next_attempt_at: Timestamp,
     delivered_at: Option<Timestamp>,
     last_error: Option<String>,
+    subject: Option<String>,
 }
 
 impl Row {
@@ -36,6 +37,7 @@ impl Row {
             next_attempt_at: self.next_attempt_at,
             delivered_at: self.delivered_at,
             last_error: self.last_error,
+            subject: self.subject,
         }
     }
 }
@@ -46,16 +48,17 @@ pub(super) async fn insert_rows(conn: &mut PgConnection, rows: &[NewOutboxRow]) 
         return Ok(());
     }
     sqlx::query(
-        "INSERT INTO outbox (id, destination, event_type, payload, created_at, attempts, next_attempt_at) \
-         SELECT id, destination, event_type, payload, created_at, 0, created_at \
-         FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::timestamptz[]) \
-              AS r(id, destination, event_type, payload, created_at)",
+        "INSERT INTO outbox (id, destination, event_type, payload, created_at, attempts, next_attempt_at, subject) \
+         SELECT id, destination, event_type, payload, created_at, 0, created_at, subject \
+         FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::timestamptz[], $6::text[]) \
+              AS r(id, destination, event_type, payload, created_at, subject)",
     )
     .bind(rows.iter().map(|r| r.id.0).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.destination.as_str()).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.event_type.as_str()).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.payload.clone()).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.subject.as_deref()).collect::<Vec<_>>())
     .execute(conn)
     .await?;
     Ok(())
@@ -120,6 +123,16 @@ impl OutboxStore for PgStore {
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(Row::into_domain))
+    }
+
+    async fn outbox_rows_about(&self, subject: &str) -> AppResult<Vec<OutboxRow>> {
+        let rows: Vec<Row> = sqlx::query_as(&format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE subject = $1 ORDER BY created_at, id"
+        ))
+        .bind(subject)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Row::into_domain).collect())
     }
 
     async fn outbox_stats(&self) -> AppResult<OutboxStats> {

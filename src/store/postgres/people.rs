@@ -262,6 +262,31 @@ impl PeopleStore for PgStore {
         Ok(())
     }
 
+    async fn citizens_located_in(
+        &self,
+        lat: (f64, f64),
+        lon: (f64, f64),
+    ) -> AppResult<Vec<(CitizenId, GeoPoint)>> {
+        let rows: Vec<CitizenRow> = sqlx::query_as(&format!(
+            "SELECT {CITIZEN_COLUMNS} FROM citizens WHERE location_lat BETWEEN $1 AND $2 \
+             AND location_lon BETWEEN $3 AND $4"
+        ))
+        .bind(lat.0)
+        .bind(lat.1)
+        .bind(lon.0)
+        .bind(lon.1)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let c = r.into_domain()?;
+            if let Some(at) = c.location {
+                out.push((c.id, at));
+            }
+        }
+        Ok(out)
+    }
+
     async fn create_session(
         &self,
         token_hash: &str,

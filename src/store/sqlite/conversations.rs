@@ -179,6 +179,11 @@ async fn load(conn: &mut SqliteConnection, load: &Load) -> AppResult<Loaded> {
             loaded.conversations.insert(c.id, c);
         }
     }
+    if !load.escalations_for.is_empty() {
+        for e in super::escalations::load_open(conn, &load.escalations_for).await? {
+            loaded.escalations.insert(e.conversation_id, e);
+        }
+    }
     Ok(loaded)
 }
 
@@ -274,6 +279,7 @@ async fn write(conn: &mut SqliteConnection, w: &Writes) -> AppResult<()> {
         );
         q.build().execute(&mut *conn).await?;
     }
+    super::escalations::write(conn, &w.escalations).await?;
     for a in &w.audit {
         insert_audit(conn, a).await?;
     }
@@ -394,6 +400,17 @@ impl ConversationStore for SqliteStore {
             rows.reverse();
         }
         Ok(rows)
+    }
+
+    async fn open_conversation_of(&self, citizen: CitizenId) -> AppResult<Option<Conversation>> {
+        let row: Option<ConversationRow> = sqlx::query_as(&format!(
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations c JOIN citizens z ON z.id = c.citizen_id \
+             WHERE c.citizen_id = ? AND c.status != 'resolved' ORDER BY c.id DESC LIMIT 1"
+        ))
+        .bind(citizen.to_string())
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(ConversationRow::into_domain).transpose()
     }
 
     async fn set_read(

@@ -11,6 +11,7 @@
 
 mod attachments;
 mod conversations;
+mod escalations;
 mod kb;
 mod outbox;
 mod people;

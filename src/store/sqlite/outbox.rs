@@ -8,7 +8,7 @@ use crate::domain::model::{NewOutboxRow, OutboxRow, OutboxStats};
 use crate::domain::ports::OutboxStore;
 
 const OUTBOX_COLUMNS: &str = "id, destination, event_type, payload, created_at, attempts, \
-     next_attempt_at, delivered_at, last_error";
+     next_attempt_at, delivered_at, last_error, subject";
 
 #[derive(sqlx::FromRow)]
 struct Row {
@@ -21,6 +21,7 @@ struct Row {
     next_attempt_at: String,
     delivered_at: Option<String>,
     last_error: Option<String>,
+    subject: Option<String>,
 }
 
 impl Row {
@@ -35,6 +36,7 @@ impl Row {
             next_attempt_at: time(&self.next_attempt_at)?,
             delivered_at: opt_time(self.delivered_at.as_deref())?,
             last_error: self.last_error,
+            subject: self.subject,
         })
     }
 }
@@ -46,7 +48,7 @@ pub(super) async fn insert_rows(
 ) -> AppResult<()> {
     for chunk in rows.chunks(500) {
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "INSERT INTO outbox (id, destination, event_type, payload, created_at, attempts, next_attempt_at) ",
+            "INSERT INTO outbox (id, destination, event_type, payload, created_at, attempts, next_attempt_at, subject) ",
         );
         q.push_values(chunk, |mut b, r| {
             b.push_bind(r.id.to_string())
@@ -55,7 +57,8 @@ pub(super) async fn insert_rows(
                 .push_bind(r.payload.to_string())
                 .push_bind(fmt_time(r.created_at))
                 .push_bind(0i64)
-                .push_bind(fmt_time(r.created_at));
+                .push_bind(fmt_time(r.created_at))
+                .push_bind(&r.subject);
         });
         q.build().execute(&mut *conn).await?;
     }
@@ -120,6 +123,16 @@ impl OutboxStore for SqliteStore {
                 .fetch_optional(&self.read)
                 .await?;
         row.map(Row::into_domain).transpose()
+    }
+
+    async fn outbox_rows_about(&self, subject: &str) -> AppResult<Vec<OutboxRow>> {
+        let rows: Vec<Row> = sqlx::query_as(&format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE subject = ? ORDER BY created_at, id"
+        ))
+        .bind(subject)
+        .fetch_all(&self.read)
+        .await?;
+        rows.into_iter().map(Row::into_domain).collect()
     }
 
     async fn outbox_stats(&self) -> AppResult<OutboxStats> {

@@ -14,6 +14,8 @@ use super::model::*;
 use super::principal::Access;
 use super::types::*;
 use super::webhooks::rows_for_event;
+
+mod emergency;
 use crate::config::Config;
 use crate::error::{AppError, AppResult};
 
@@ -49,7 +51,32 @@ pub struct Draft {
     pub access: Access,
     /// A citizen writing into a resolved conversation reopens it.
     pub reopen_if_resolved: bool,
+    /// The classifier's verdict on a citizen's message: `fraud` and `urgent` change
+    /// the conversation here; an emergency comes with `escalate`.
     pub triage: Option<TriageInfo>,
+    /// Escalate the conversation with this message (an emergency).
+    pub escalate: Option<EscalationContext>,
+    /// The citizen's language, for guidance the message may trigger.
+    pub locale: Option<Locale>,
+}
+
+/// What the domain read before an escalation (rare, so read outside the commit): the
+/// conversation's latest messages and where the citizen is, for the hotline.
+#[derive(Clone, Debug)]
+pub struct EscalationContext {
+    pub reason: EscalationReason,
+    pub recent: Vec<Message>,
+    pub location: Option<GeoPoint>,
+    pub locale: Option<Locale>,
+}
+
+/// A citizen pressed SOS: escalate the conversation, with their note if they wrote one.
+#[derive(Clone, Debug)]
+pub struct Sos {
+    pub conversation_id: ConversationId,
+    pub access: Access,
+    pub note: Option<Draft>,
+    pub context: EscalationContext,
 }
 
 /// An agent a conversation is given to, with what the planner must check.
@@ -98,6 +125,15 @@ pub enum Action {
         add: Vec<String>,
         remove: Vec<String>,
     },
+    /// The hotline or an agent takes the escalation (compare-and-set on its state).
+    AckEscalation {
+        escalation: EscalationId,
+        by: String,
+    },
+    /// Not acknowledged in time: alert again, the default mission too.
+    Reescalate {
+        escalation: EscalationId,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -113,6 +149,7 @@ pub enum Request {
     Message(Draft),
     Change(Change),
     Start(Start),
+    Sos(Sos),
 }
 
 impl Request {
@@ -123,7 +160,21 @@ impl Request {
                 ..
             }) => Some(*id),
             Request::Change(c) => Some(c.conversation_id),
+            Request::Sos(s) => Some(s.conversation_id),
             _ => None,
+        }
+    }
+
+    /// Requests that may create, change or close an escalation.
+    fn touches_escalation(&self) -> bool {
+        match self {
+            Request::Message(d) => d.escalate.is_some(),
+            Request::Sos(_) => true,
+            Request::Change(c) => matches!(
+                c.action,
+                Action::Resolve | Action::AckEscalation { .. } | Action::Reescalate { .. }
+            ),
+            Request::Start(_) => false,
         }
     }
 
@@ -155,6 +206,8 @@ pub struct Load {
     pub conversations: Vec<ConversationId>,
     /// The newest unresolved conversation of each of these citizens.
     pub open_of: Vec<CitizenId>,
+    /// The open escalation of each of these conversations.
+    pub escalations_for: Vec<ConversationId>,
 }
 
 impl Load {
@@ -174,10 +227,18 @@ impl Load {
             .collect();
         open_of.sort();
         open_of.dedup();
+        let mut escalations_for: Vec<_> = requests
+            .iter()
+            .filter(|r| r.touches_escalation())
+            .filter_map(Request::conversation_id)
+            .collect();
+        escalations_for.sort();
+        escalations_for.dedup();
         Load {
             dedup_keys,
             conversations,
             open_of,
+            escalations_for,
         }
     }
 }
@@ -190,6 +251,8 @@ pub struct Loaded {
     pub conversations: HashMap<ConversationId, Conversation>,
     /// The open conversation of each citizen of `open_of` that has one.
     pub open: HashMap<CitizenId, ConversationId>,
+    /// The open escalations of `escalations_for`, by conversation.
+    pub escalations: HashMap<ConversationId, Escalation>,
 }
 
 /// What the store writes, all in one transaction.
@@ -204,6 +267,8 @@ pub struct Writes {
     pub audit: Vec<AuditEntry>,
     /// Deliveries to the outside, sent by the outbox worker after the commit.
     pub outbox: Vec<NewOutboxRow>,
+    /// Escalations created or changed (their final state).
+    pub escalations: Vec<Escalation>,
 }
 
 impl Writes {
@@ -213,6 +278,7 @@ impl Writes {
             && self.conversations.is_empty()
             && self.audit.is_empty()
             && self.outbox.is_empty()
+            && self.escalations.is_empty()
     }
 }
 
@@ -229,6 +295,10 @@ pub struct Outcome {
     pub changed: bool,
     /// A citizen's message reopened the conversation.
     pub reopened: bool,
+    /// The conversation's escalation, when the request created or changed it.
+    pub escalation: Option<Escalation>,
+    /// What the citizen was told to do (emergency or anti-fraud guidance).
+    pub guidance: Option<String>,
     /// Published after the commit, in order.
     pub events: Vec<Event>,
 }
@@ -253,11 +323,14 @@ pub fn plan(requests: &[Request], loaded: Loaded, config: &Config, now: Timestam
         existing,
         mut conversations,
         mut open,
+        escalations,
     } = loaded;
     let mut p = Planner {
         plan: Plan::default(),
         touched: Vec::new(),
         earlier: HashMap::new(),
+        escalations,
+        touched_escalations: Vec::new(),
         config,
         now,
     };
@@ -272,6 +345,7 @@ pub fn plan(requests: &[Request], loaded: Loaded, config: &Config, now: Timestam
                 }
                 Some(conv) => p.change(c, conv),
             },
+            Request::Sos(s) => p.sos(s, &existing, &mut conversations, &mut open),
         };
         if let Ok(o) = &outcome {
             for e in &o.events {
@@ -285,6 +359,11 @@ pub fn plan(requests: &[Request], loaded: Loaded, config: &Config, now: Timestam
             p.plan.writes.conversations.push(c.clone());
         }
     }
+    for id in &p.touched_escalations {
+        if let Some(e) = p.escalations.values().find(|e| e.id == *id) {
+            p.plan.writes.escalations.push(e.clone());
+        }
+    }
     p.plan.wake.sort();
     p.plan.wake.dedup();
     p.plan
@@ -295,6 +374,9 @@ struct Planner<'a> {
     touched: Vec<ConversationId>,
     /// Keys stored earlier in this batch (a quick resend), by position in `outcomes`.
     earlier: HashMap<(PersonId, ClientMsgId), usize>,
+    /// Open escalations by conversation (as loaded, then as this batch changes them).
+    escalations: HashMap<ConversationId, Escalation>,
+    touched_escalations: Vec<EscalationId>,
     config: &'a Config,
     now: Timestamp,
 }
@@ -356,6 +438,8 @@ impl Planner<'_> {
                 duplicate: false,
                 changed: true,
                 reopened: false,
+                escalation: None,
+                guidance: None,
             },
         )
     }
@@ -386,6 +470,8 @@ impl Planner<'_> {
                     duplicate: true,
                     changed: false,
                     reopened: false,
+                    escalation: None,
+                    guidance: None,
                     events: vec![],
                 });
             }
@@ -438,24 +524,36 @@ impl Planner<'_> {
             });
             self.plan.wake.push(conv.mission_id.clone());
         }
+        self.plan.writes.messages.push(message.clone());
+        // What the classifier found changes the conversation in the same commit.
+        let (escalation, guidance) = self.after_citizen_message(d, conv, &message, &mut events);
         let conversation = conv.clone();
         self.touch(conversation.id);
         if let Some(key) = key {
             self.earlier.insert(key, self.plan.outcomes.len());
         }
-        self.plan.writes.messages.push(message.clone());
         Ok(Outcome {
             conversation,
             message: Some(message),
             duplicate: false,
             changed: true,
             reopened,
+            escalation,
+            guidance,
             events,
         })
     }
 
     fn change(&mut self, c: &Change, conv: &mut Conversation) -> AppResult<Outcome> {
+        match &c.action {
+            Action::AckEscalation { escalation, by } => {
+                return self.ack_escalation(c, conv, *escalation, by)
+            }
+            Action::Reescalate { escalation } => return self.reescalate(c, conv, *escalation),
+            _ => {}
+        }
         let before = conv.clone();
+        let mut extra_events: Vec<Event> = Vec::new();
         let mut system_notice = None;
         let (kind, action, details) = match &c.action {
             Action::Assign { agent, claim } => {
@@ -536,6 +634,7 @@ impl Planner<'_> {
                 }
                 conv.status = Status::Resolved;
                 self.plan.wake.push(conv.mission_id.clone());
+                extra_events.extend(self.close_escalation(c, conv));
                 (
                     ConversationEvent::Resolved,
                     "resolve",
@@ -561,6 +660,9 @@ impl Planner<'_> {
                     "priority_change",
                     json!({"from": before.priority, "to": p}),
                 )
+            }
+            Action::AckEscalation { .. } | Action::Reescalate { .. } => {
+                unreachable!("escalation actions return above")
             }
             Action::Labels { add, remove } => {
                 let mut labels = conv.labels.clone();
@@ -592,6 +694,7 @@ impl Planner<'_> {
             conversation: conv.clone(),
             previous: Some(Route::from(&before)).filter(|r| *r != Route::from(&*conv)),
         }];
+        events.extend(extra_events);
         let mut message = None;
         if let Some(body) = system_notice {
             conv.last_seq += 1;
@@ -631,6 +734,8 @@ impl Planner<'_> {
             duplicate: false,
             changed: true,
             reopened: kind == ConversationEvent::Reopened,
+            escalation: None,
+            guidance: None,
             events,
         })
     }
@@ -642,6 +747,8 @@ impl Planner<'_> {
             duplicate: false,
             changed: false,
             reopened: false,
+            escalation: None,
+            guidance: None,
             events: vec![],
         }
     }
@@ -697,6 +804,8 @@ mod tests {
             access: Access::Citizen(c.citizen.id),
             reopen_if_resolved: true,
             triage: None,
+            escalate: None,
+            locale: None,
         })
     }
 
@@ -705,6 +814,7 @@ mod tests {
             existing: HashMap::new(),
             conversations: convs.iter().map(|c| (c.id, (*c).clone())).collect(),
             open: HashMap::new(),
+            escalations: HashMap::new(),
         }
     }
 
