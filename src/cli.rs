@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 
+use crate::assembly::Opened;
 use crate::config::Config;
 use crate::domain::events::Offline;
 use crate::domain::kb::NoIndex;
@@ -13,7 +14,6 @@ use crate::domain::model::{Actor, SaveOutcome};
 use crate::domain::sessions::{NewStaff, MIN_PASSWORD_CHARS};
 use crate::domain::types::{MissionId, Role};
 use crate::metrics::Metrics;
-use crate::server::Opened;
 use crate::wire::EscalationView;
 
 #[derive(Parser, Debug)]
@@ -152,7 +152,7 @@ fn read_password(from_stdin: bool) -> anyhow::Result<String> {
 
 /// The domain without a server: the store, a writer, no sockets and no index.
 async fn open_offline(config: &Config) -> anyhow::Result<Opened> {
-    crate::server::open(
+    crate::assembly::open(
         std::sync::Arc::new(config.clone()),
         std::sync::Arc::new(Offline),
         std::sync::Arc::new(Offline),
@@ -352,13 +352,13 @@ fn printable(s: &str) -> String {
 
 /// Bring the index up to date after a CLI write, or leave it to the running server.
 async fn update_index(config: &Config, opened: &Opened, rebuild: bool) -> anyhow::Result<()> {
-    use crate::domain::kb::indexer::{state_file_for, Indexer};
-    match crate::domain::kb::open_engine(config) {
+    use crate::domain::kb::indexer::Indexer;
+    match crate::domain::kb::open_engine(config).await {
         Ok(engine) => {
             let indexer = Indexer {
                 store: opened.store.clone(),
                 engine,
-                state_file: state_file_for(&crate::domain::kb::index_dir(config)),
+                state_file: crate::domain::kb::index_state_file(config),
             };
             if rebuild {
                 let n = indexer.rebuild().await?;

@@ -301,12 +301,115 @@ impl Default for Sessions {
 }
 
 /// Knowledge-base settings.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default)]
 pub struct KbSettings {
     /// Extra search synonyms (groups of equivalent words across languages) added to
-    /// the ones shipped in the binary; empty = none.
+    /// the ones shipped in the binary; empty = none. Editors change it without a
+    /// rebuild or a restart: the server reloads it when it changes.
     pub synonyms_file: PathBuf,
+    /// `lingshi serve` fills an empty knowledge base with the starter articles shipped
+    /// in the binary, so search works on the first run; off for a mission that wants
+    /// to start from nothing.
+    pub import_starter: bool,
+}
+
+impl Default for KbSettings {
+    fn default() -> Self {
+        KbSettings {
+            synonyms_file: PathBuf::new(),
+            import_starter: true,
+        }
+    }
+}
+
+/// Which engine answers searches. The embedded index needs nothing else; Meilisearch
+/// suits deployments that already run it or run several nodes over one index.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct SearchSettings {
+    /// `embedded` (the index in the data dir) or `meilisearch`.
+    pub backend: String,
+    /// Meilisearch server URL.
+    pub url: String,
+    /// Meilisearch API key (search, documents, settings, tasks and index rights).
+    pub api_key: Secret,
+    /// Meilisearch index uid; one index holds every locale.
+    pub index: String,
+    /// Seconds between checks of `kb.synonyms_file` for changes; 0 = load it at start only.
+    pub synonyms_reload_secs: u64,
+}
+
+impl Default for SearchSettings {
+    fn default() -> Self {
+        SearchSettings {
+            backend: "embedded".into(),
+            url: "http://127.0.0.1:7700".into(),
+            api_key: Secret::default(),
+            index: "lingshi_articles".into(),
+            synonyms_reload_secs: 10,
+        }
+    }
+}
+
+/// How the Telegram bridge receives updates.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TelegramMode {
+    /// Long polling with `getUpdates`: nothing has to reach the server from outside.
+    #[default]
+    Polling,
+    /// Telegram POSTs updates to `/v1/telegram/webhook`.
+    Webhook,
+}
+
+/// The Telegram bridge. With an empty token it is off.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct Telegram {
+    /// The bot token from @BotFather.
+    pub token: Secret,
+    pub mode: TelegramMode,
+    /// Base URL of the Bot API; a local Bot API server or a test double may stand in.
+    pub api_url: String,
+    /// Public URL of `/v1/telegram/webhook` (webhook mode).
+    pub webhook_url: String,
+    /// Checked against `X-Telegram-Bot-Api-Secret-Token` on every webhook call.
+    pub secret_token: Secret,
+    /// Seconds a `getUpdates` long poll waits; below the Bot API client's 17 s timeout.
+    pub poll_timeout_secs: u64,
+    /// Messages per second to one chat once its burst is spent (Telegram: about 1).
+    pub chat_per_second: f64,
+    /// Messages sent to one chat back to back before pacing starts.
+    pub chat_burst: u32,
+    /// Messages per second to all chats together (Telegram: about 30).
+    pub global_per_second: u32,
+    /// Link of a knowledge-base article in `/search` answers, with `{slug}` and
+    /// `{locale}` filled in; empty: no links.
+    pub article_url: String,
+}
+
+impl Default for Telegram {
+    fn default() -> Self {
+        Telegram {
+            token: Secret::default(),
+            mode: TelegramMode::Polling,
+            api_url: "https://api.telegram.org".into(),
+            webhook_url: String::new(),
+            secret_token: Secret::default(),
+            poll_timeout_secs: 10,
+            chat_per_second: 1.0,
+            chat_burst: 2,
+            global_per_second: 30,
+            article_url: String::new(),
+        }
+    }
+}
+
+impl Telegram {
+    pub fn enabled(&self) -> bool {
+        !self.token.is_empty()
+    }
 }
 
 /// Running several nodes behind a load balancer (with `database_url` on Postgres).
@@ -363,8 +466,10 @@ pub struct Config {
     pub identity: Identity,
     pub sessions: Sessions,
     pub kb: KbSettings,
+    pub search: SearchSettings,
     pub webhooks: Vec<Webhook>,
     pub cluster: Cluster,
+    pub telegram: Telegram,
     pub hotline: Hotline,
     pub triage: TriageSettings,
 }
@@ -391,8 +496,10 @@ impl Default for Config {
             identity: Identity::default(),
             sessions: Sessions::default(),
             kb: KbSettings::default(),
+            search: SearchSettings::default(),
             webhooks: vec![],
             cluster: Cluster::default(),
+            telegram: Telegram::default(),
             hotline: Hotline::default(),
             triage: TriageSettings::default(),
         }
@@ -541,10 +648,8 @@ impl Config {
                 ));
             }
         }
-        if !self.database_url.is_empty()
-            && !(self.database_url.expose().starts_with("postgres://")
-                || self.database_url.expose().starts_with("postgresql://"))
-        {
+        let url = self.database_url.expose();
+        if !(url.is_empty() || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return bad(
                 "database_url must start with postgres:// (or be empty for SQLite in data_dir)"
                     .into(),
@@ -573,6 +678,7 @@ impl Config {
                 "cluster.presence_ttl_secs and cluster.lease_ttl_secs must be at least 3".into(),
             );
         }
+        self.validate_telegram()?;
         if !self.hotline.url.is_empty() {
             if !(self.hotline.url.starts_with("http://")
                 || self.hotline.url.starts_with("https://"))
@@ -601,6 +707,84 @@ impl Config {
                 "log_format {:?} must be \"text\" or \"json\"",
                 self.log_format
             ));
+        }
+        match self.search.backend.as_str() {
+            "embedded" => {}
+            "meilisearch" => {
+                let s = &self.search;
+                if !(s.url.starts_with("http://") || s.url.starts_with("https://")) {
+                    return bad(
+                        "search.url must be the http:// or https:// URL of the Meilisearch server"
+                            .into(),
+                    );
+                }
+                if s.index.is_empty()
+                    || !s
+                        .index
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                {
+                    return bad(format!(
+                        "search.index {:?} must be letters, digits, '-' or '_'",
+                        s.index
+                    ));
+                }
+                if !s
+                    .api_key
+                    .expose()
+                    .bytes()
+                    .all(|b| (0x21..0x7f).contains(&b))
+                {
+                    return bad("search.api_key must be printable ASCII without spaces".into());
+                }
+            }
+            other => {
+                return bad(format!(
+                    "search.backend {other:?} must be \"embedded\" or \"meilisearch\""
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_telegram(&self) -> Result<(), ConfigError> {
+        let t = &self.telegram;
+        let bad = |m: &str| Err(ConfigError::Invalid(format!("telegram: {m}")));
+        if !t.enabled() {
+            return Ok(());
+        }
+        let token = t.token.expose();
+        if token.len() > 200 || token.contains(|c: char| c.is_whitespace() || c == '/') {
+            return bad("token must be the bot token from @BotFather (no spaces or slashes)");
+        }
+        if !(t.api_url.starts_with("http://") || t.api_url.starts_with("https://")) {
+            return bad("api_url must be an http:// or https:// URL");
+        }
+        if t.poll_timeout_secs == 0 || t.poll_timeout_secs > 15 {
+            return bad("poll_timeout_secs must be between 1 and 15 (the Bot API client gives up after 17 s)");
+        }
+        if !(t.chat_per_second > 0.0 && t.chat_per_second <= 30.0)
+            || t.chat_burst == 0
+            || t.global_per_second == 0
+            || t.global_per_second > 1000
+        {
+            return bad("chat_per_second must be above 0 (at most 30), chat_burst and global_per_second at least 1");
+        }
+        if t.mode == TelegramMode::Webhook {
+            if !(t.webhook_url.starts_with("https://") || t.webhook_url.starts_with("http://")) {
+                return bad("mode \"webhook\" needs webhook_url, the public https:// URL of /v1/telegram/webhook");
+            }
+            let s = t.secret_token.expose();
+            if s.is_empty()
+                || s.len() > 256
+                || !s
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                return bad(
+                    "mode \"webhook\" needs secret_token: 1 to 256 letters, digits, '_' or '-'",
+                );
+            }
         }
         Ok(())
     }
@@ -695,6 +879,29 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("bind address"));
+    }
+
+    #[test]
+    fn telegram_is_off_without_a_token_and_checked_with_one() {
+        let mut c = with_missions();
+        assert!(!c.telegram.enabled());
+        c.validate().unwrap();
+        c.telegram.token = Secret::new("123456:ABC-def");
+        c.validate().unwrap();
+        c.telegram.mode = TelegramMode::Webhook;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("webhook_url"), "{e}");
+        c.telegram.webhook_url = "https://bot.example/v1/telegram/webhook".into();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("secret_token"), "{e}");
+        c.telegram.secret_token = Secret::new("bad secret!");
+        assert!(c.validate().is_err());
+        c.telegram.secret_token = Secret::new("s3cr3t_-token");
+        c.validate().unwrap();
+        c.telegram.poll_timeout_secs = 30;
+        assert!(c.validate().unwrap_err().to_string().contains("17 s"));
+        assert!(!format!("{c:?}").contains("ABC-def"));
+        assert!(!format!("{c:?}").contains("s3cr3t"));
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! the path of one message from a citizen's socket to an agent's screen.
 
 pub mod app;
+pub mod assembly;
+pub mod bridges;
 pub mod cli;
 pub mod cluster;
 pub mod config;

@@ -1,7 +1,7 @@
 //! Wiring: open the store and the index, build the domain around its seams (the store,
 //! the hub as publisher, the couriers), start the workers, serve HTTP and WebSocket,
 //! and shut down in order. The only module that knows every other one; nothing imports
-//! it but `main` and the command line.
+//! it but `main`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
@@ -13,104 +13,16 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{App, AppState};
+use crate::assembly::{lease_holder, node_name, open, Opened};
+use crate::bridges::telegram::TelegramTap;
 use crate::cluster::{Bus, Hooks};
-use crate::config::Config;
-use crate::domain::assigner::MergeQueue;
-use crate::domain::attachments::AttachmentState;
-use crate::domain::events::{Connections, Publisher};
-use crate::domain::identity::IdentityVerifier;
-use crate::domain::kb::indexer::{state_file_for, Indexer};
-use crate::domain::kb::KbState;
-use crate::domain::limits::Limiters;
+use crate::config::{Config, TelegramMode};
+use crate::domain::events::{Connections, Observed, Publisher};
+use crate::domain::kb::indexer::Indexer;
 use crate::domain::outbox::OutboxWorker;
-use crate::domain::ports::Store;
-use crate::domain::writer::{Writer, WriterParts};
-use crate::domain::{Domain, Inner};
 use crate::http::listener::{connection_budget, ConnectionLimits};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
-
-/// A domain with its writer running, for the command line and the server alike.
-pub struct Opened {
-    pub domain: Domain,
-    pub store: Arc<dyn Store>,
-    writer_stop: CancellationToken,
-    writer_task: JoinHandle<()>,
-}
-
-impl Opened {
-    /// Commit what was accepted and close the database.
-    pub async fn close(self) -> anyhow::Result<()> {
-        self.writer_stop.cancel();
-        self.writer_task.await.context("writer task failed")?;
-        self.store.close().await;
-        Ok(())
-    }
-}
-
-/// Open the store and build the domain around `publisher` and `connections` (the hub,
-/// or the message bus in front of it on a cluster node; nothing for a command).
-/// `engine` is the search index the domain searches (a command that must not hold the
-/// index passes an empty one).
-pub async fn open(
-    config: Arc<Config>,
-    publisher: Arc<dyn Publisher>,
-    connections: Arc<dyn Connections>,
-    metrics: Arc<Metrics>,
-    engine: Arc<dyn lingshi_search::SearchEngine>,
-) -> anyhow::Result<Opened> {
-    let node = node_name(&config)?;
-    let backend = crate::store::open(&config, &node).await?;
-    let store = backend.store;
-    let identity = IdentityVerifier::from_config(&config.identity)?;
-    let triage = crate::domain::triage::TriageState::load(&config)?;
-    let assigner = MergeQueue::new();
-    let outbox_wake = Arc::new(tokio::sync::Notify::new());
-    let writer_stop = CancellationToken::new();
-    let (writer, writer_task) = Writer::start(
-        WriterParts {
-            store: store.clone(),
-            config: config.clone(),
-            publisher: publisher.clone(),
-            metrics: metrics.clone(),
-            assigner: assigner.clone(),
-            outbox_wake: outbox_wake.clone(),
-        },
-        config.limits.write_queue,
-        config.limits.commit_batch_max,
-        writer_stop.clone(),
-    );
-    let attachments = AttachmentState {
-        blobs: backend.blobs,
-        limits: Arc::new(lingshi_media::Limits {
-            max_bytes: config.limits.image_max_bytes,
-            max_pixels: config.limits.image_max_pixels,
-            thumb_max_side: 512,
-        }),
-    };
-    let domain = Domain::new(Inner {
-        limits: Arc::new(Limiters::new(&config.limits)),
-        config,
-        store: store.clone(),
-        publisher,
-        connections,
-        metrics,
-        writer,
-        assigner,
-        presence: MergeQueue::new(),
-        kb: KbState::new(engine),
-        attachments,
-        identity,
-        triage,
-        outbox_wake,
-    });
-    Ok(Opened {
-        domain,
-        store,
-        writer_stop,
-        writer_task,
-    })
-}
 
 /// A running server. Dropping it does not stop it; call [`Server::shutdown`].
 pub struct Server {
@@ -120,6 +32,8 @@ pub struct Server {
     stop_accepting: CancellationToken,
     stop_background: CancellationToken,
     serve_task: JoinHandle<()>,
+    setup_token: Option<String>,
+    telegram: Option<lingshi_telegram::Bridge>,
     bus: Option<Bus>,
 }
 
@@ -131,19 +45,24 @@ impl Server {
         let config = Arc::new(config);
         let metrics = Arc::new(Metrics::default());
         let hub = Arc::new(Hub::new(config.limits.outbound_queue));
-        let engine = crate::domain::kb::open_engine(&config).map_err(|e| match e {
-            lingshi_search::SearchError::Locked => anyhow::anyhow!(
-                "the search index {} is in use by another lingshi server; stop it or use another --data-dir",
-                crate::domain::kb::index_dir(&config).display()
-            ),
-            other => anyhow::anyhow!("cannot open the search index: {other}"),
-        })?;
+        let engine = crate::domain::kb::open_engine(&config)
+            .await
+            .map_err(|e| match e {
+                lingshi_search::SearchError::Locked => anyhow::anyhow!(
+                    "the search index {} is in use by another lingshi server; stop it or use another --data-dir",
+                    crate::domain::kb::index_dir(&config).display()
+                ),
+                other => anyhow::anyhow!(
+                    "cannot open the search index ({} backend): {other}",
+                    config.search.backend
+                ),
+            })?;
+        let node = node_name(&config)?;
         let stop_background = CancellationToken::new();
         // Several nodes: events and presence go through the bus, which feeds the hub.
         let bus = if config.cluster.nats_url.is_empty() {
             None
         } else {
-            let node = node_name(&config)?;
             Some(
                 Bus::start(
                     &config,
@@ -155,9 +74,20 @@ impl Server {
                 .await?,
             )
         };
-        let (publisher, connections): (Arc<dyn Publisher>, Arc<dyn Connections>) = match &bus {
+        let (fanout, connections): (Arc<dyn Publisher>, Arc<dyn Connections>) = match &bus {
             Some(b) => (Arc::new(b.clone()), Arc::new(b.clone())),
             None => (hub.clone(), hub.clone()),
+        };
+        // The Telegram bridge is woken by the events of its conversations (those
+        // committed on this node; the bridge's scan covers the others).
+        let nudges = lingshi_telegram::Nudges::new();
+        let publisher: Arc<dyn Publisher> = if config.telegram.enabled() {
+            Arc::new(Observed {
+                observers: vec![Arc::new(TelegramTap(nudges.clone()))],
+                publisher: fanout,
+            })
+        } else {
+            fanout
         };
         let opened = open(
             config.clone(),
@@ -180,6 +110,10 @@ impl Server {
                 .limits
                 .mirror_to(Arc::new(move |l, k, cost| mirror.charge_limit(l, k, cost)));
         }
+        let setup_token = domain
+            .open_setup()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot count the staff accounts: {}", e.detail()))?;
         domain.spawn_workers(&stop_background);
         hub.clone().spawn_heartbeat(
             Duration::from_secs(config.limits.ping_interval_secs),
@@ -190,10 +124,15 @@ impl Server {
         // the chat back.
         Indexer {
             store: opened.store.clone(),
-            engine,
-            state_file: state_file_for(&crate::domain::kb::index_dir(&config)),
+            engine: engine.clone(),
+            state_file: crate::domain::kb::index_state_file(&config),
         }
         .spawn(domain.kb.index_wake.clone(), stop_background.clone());
+        crate::domain::kb::spawn_synonyms_reloader(
+            config.clone(),
+            engine.clone(),
+            stop_background.clone(),
+        );
         OutboxWorker {
             store: opened.store.clone(),
             courier: Arc::new(crate::outbound::Couriers::new(&config)?),
@@ -201,10 +140,25 @@ impl Server {
             publisher: domain.publisher.clone(),
             metrics: metrics.clone(),
             wake: domain.outbox_wake.clone(),
-            node: lease_holder(&node_name(&config)?),
+            node: lease_holder(&node),
             lease: Duration::from_secs(config.cluster.lease_ttl_secs),
         }
         .spawn(stop_background.clone());
+        let telegram = if config.telegram.enabled() {
+            Some(crate::bridges::telegram::start(
+                &config,
+                domain.clone(),
+                nudges,
+                stop_background.clone(),
+                lease_holder(&node),
+            )?)
+        } else {
+            None
+        };
+        let bridge_routes = telegram
+            .as_ref()
+            .filter(|_| config.telegram.mode == TelegramMode::Webhook)
+            .map(lingshi_telegram::webhook_router);
         let state = AppState::new(App {
             config: config.clone(),
             domain,
@@ -215,7 +169,7 @@ impl Server {
             .await
             .with_context(|| format!("cannot listen on {}", config.bind))?;
         let addr = listener.local_addr()?;
-        let app = crate::http::router(state.clone());
+        let app = crate::http::router_with(state.clone(), bridge_routes);
         let stop_accepting = CancellationToken::new();
         let stop = stop_accepting.clone();
         let limits = ConnectionLimits {
@@ -235,8 +189,29 @@ impl Server {
             stop_accepting,
             stop_background,
             serve_task,
+            setup_token,
+            telegram,
             bus,
         })
+    }
+
+    /// The one-time token for creating the first administrator, when the server
+    /// started without any staff account (used or not).
+    pub fn setup_token(&self) -> Option<&str> {
+        self.setup_token.as_deref()
+    }
+
+    /// Where people reach this server: the bound address, with a wildcard address
+    /// replaced by the loopback one (the best guess for the person who started it).
+    pub fn base_url(&self) -> String {
+        let mut addr = self.addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        format!("http://{addr}")
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -255,7 +230,7 @@ impl Server {
 
     /// Stop accepting, close sockets with 1001, commit every accepted message, close
     /// the database.
-    pub async fn shutdown(self) -> anyhow::Result<()> {
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
         tracing::info!("shutting down");
         self.state.hub.close_all();
         self.stop_accepting.cancel();
@@ -275,75 +250,91 @@ impl Server {
             b.leave().await;
         }
         self.stop_background.cancel();
-        self.opened.close().await?;
+        if let Some(bridge) = self.telegram.take() {
+            // Sends in flight finish and save their cursors before the store closes.
+            if tokio::time::timeout(Duration::from_secs(30), bridge.join())
+                .await
+                .is_err()
+            {
+                tracing::warn!("telegram bridge did not stop within 30 s");
+            }
+        }
+        // Background tasks end on the cancellation at their next await; the search index
+        // (and its lock) is released when the last of them lets go, so a server started
+        // right after this one on the same data directory finds it free.
+        let engine = Arc::downgrade(&self.state.domain.kb.engine);
+        let Server { state, opened, .. } = self;
+        drop(state);
+        opened.close().await?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while engine.upgrade().is_some() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         tracing::info!("shutdown complete");
         Ok(())
     }
 }
 
-/// This node's name: `cluster.node_name`, else the one kept in `DATA_DIR/node-id`
-/// (the host name and a random suffix, made on first start). Tied to the data dir
-/// because what the name stands for there (the search index the node keeps) lives in
-/// the data dir too.
-pub fn node_name(config: &Config) -> anyhow::Result<String> {
-    if !config.cluster.node_name.is_empty() {
-        return Ok(config.cluster.node_name.clone());
-    }
-    let path = config.data_dir.join("node-id");
-    if let Ok(s) = std::fs::read_to_string(&path) {
-        let s = s.trim();
-        if !s.is_empty() {
-            return Ok(s.to_string());
-        }
-    }
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
-    let host = std::fs::read_to_string("/etc/hostname")
-        .map(|s| s.trim().to_string())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "node".into());
-    let name = format!(
-        "{host}-{}",
-        &uuid::Uuid::now_v7().simple().to_string()[24..]
-    );
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, &name)
-        .and_then(|_| std::fs::rename(&tmp, &path))
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(name)
-}
-
-/// This process's name in worker leases: one per process, so a restarted node waits
-/// for (or was handed back) its predecessor's lease instead of sharing it.
-fn lease_holder(node: &str) -> String {
-    format!("{node}:{}:{}", std::process::id(), uuid::Uuid::now_v7())
-}
-
 /// Run until SIGTERM or Ctrl-C, then shut down gracefully.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    // Listen for the signals before anything else: a SIGTERM that arrives while the
+    // server is still starting (or importing the starter articles) must also end in a
+    // graceful shutdown, never in the default action.
+    let signals = ShutdownSignals::install()?;
     let server = Server::start(config).await?;
-    shutdown_signal().await;
+    if server.state.config.kb.import_starter {
+        let n = server.state.domain.import_starter_kb().await.map_err(|e| {
+            anyhow::anyhow!("cannot import the starter knowledge base: {}", e.detail())
+        })?;
+        if n > 0 {
+            println!("lingshi: the knowledge base was empty; imported {n} starter articles");
+        }
+    }
+    // On standard output, not in the logs: the setup token is a credential, and only
+    // whoever started the server should see it.
+    let base = server.base_url();
+    println!("lingshi: agent console at {base}/console/");
+    if let Some(token) = server.setup_token() {
+        println!(
+            "lingshi: no staff account yet; create the first administrator at {base}/console/#setup={token}"
+        );
+    }
+    signals.recv().await;
     server.shutdown().await
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// SIGTERM and SIGINT (Ctrl-C), registered when installed.
+struct ShutdownSignals {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> anyhow::Result<ShutdownSignals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(ShutdownSignals {
+                term: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+                int: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+            })
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+        #[cfg(not(unix))]
+        Ok(ShutdownSignals {})
+    }
+
+    async fn recv(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.term.recv() => {},
+            _ = self.int.recv() => {},
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = &mut self;
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

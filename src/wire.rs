@@ -329,6 +329,11 @@ pub enum ServerFrame<'a> {
     Message {
         message: MessageView<'a>,
     },
+    /// Staff: a citizen edited a message; it carries the new body.
+    MessageUpdated {
+        message: MessageView<'a>,
+        edited_at: String,
+    },
     Conversation {
         event: &'static str,
         conversation: ConversationView<'a>,
@@ -435,6 +440,18 @@ pub fn render(e: &Event) -> Rendered {
                 citizen,
             }
         }
+        Event::MessageUpdated {
+            message, edited_at, ..
+        } => Rendered {
+            staff: Some(
+                ServerFrame::MessageUpdated {
+                    message: MessageView::staff(message),
+                    edited_at: t(*edited_at),
+                }
+                .text(),
+            ),
+            citizen: None,
+        },
         Event::Conversation {
             kind, conversation, ..
         } => both(

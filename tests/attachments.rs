@@ -17,63 +17,6 @@ fn png(w: u32, h: u32) -> Vec<u8> {
     out.into_inner()
 }
 
-fn jpeg(w: u32, h: u32) -> Vec<u8> {
-    let img = image::RgbImage::from_fn(w, h, |x, y| {
-        image::Rgb([(x % 256) as u8, 120, (y % 256) as u8])
-    });
-    let mut out = Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
-    out.into_inner()
-}
-
-/// A JPEG carrying an EXIF segment with GPS coordinates (and a camera model string).
-fn jpeg_with_gps() -> Vec<u8> {
-    let mut tiff: Vec<u8> = b"II*\0".to_vec();
-    tiff.extend(8u32.to_le_bytes()); // IFD0 at 8
-                                     // IFD0: 2 entries: Model (ASCII, offset), GPSInfo (LONG -> GPS IFD).
-    let ifd0_len = 2 + 2 * 12 + 4;
-    let model = b"SECRET-CAMERA-MODEL\0";
-    let model_off = 8 + ifd0_len as u32;
-    let gps_off = model_off + model.len() as u32;
-    tiff.extend(2u16.to_le_bytes());
-    tiff.extend(0x0110u16.to_le_bytes());
-    tiff.extend(2u16.to_le_bytes());
-    tiff.extend((model.len() as u32).to_le_bytes());
-    tiff.extend(model_off.to_le_bytes());
-    tiff.extend(0x8825u16.to_le_bytes());
-    tiff.extend(4u16.to_le_bytes());
-    tiff.extend(1u32.to_le_bytes());
-    tiff.extend(gps_off.to_le_bytes());
-    tiff.extend(0u32.to_le_bytes());
-    tiff.extend(model);
-    // GPS IFD: LatitudeRef 'N', Latitude 50/1 51/1 1234/100.
-    let gps_len = 2 + 2 * 12 + 4;
-    let lat_off = gps_off + gps_len as u32;
-    tiff.extend(2u16.to_le_bytes());
-    tiff.extend(0x0001u16.to_le_bytes());
-    tiff.extend(2u16.to_le_bytes());
-    tiff.extend(2u32.to_le_bytes());
-    tiff.extend(*b"N\0\0\0");
-    tiff.extend(0x0002u16.to_le_bytes());
-    tiff.extend(5u16.to_le_bytes());
-    tiff.extend(3u32.to_le_bytes());
-    tiff.extend(lat_off.to_le_bytes());
-    tiff.extend(0u32.to_le_bytes());
-    for (n, d) in [(50u32, 1u32), (51, 1), (1234, 100)] {
-        tiff.extend(n.to_le_bytes());
-        tiff.extend(d.to_le_bytes());
-    }
-    let mut app1 = b"Exif\0\0".to_vec();
-    app1.extend(tiff);
-    let plain = jpeg(64, 48);
-    let mut out = plain[..2].to_vec(); // SOI
-    out.extend([0xFF, 0xE1]);
-    out.extend(((app1.len() + 2) as u16).to_be_bytes());
-    out.extend(app1);
-    out.extend(&plain[2..]);
-    out
-}
-
 /// A valid PNG header claiming `w` × `h` pixels, followed by a tiny body.
 fn png_bomb(w: u32, h: u32) -> Vec<u8> {
     fn crc(data: &[u8]) -> u32 {

@@ -538,45 +538,71 @@ async fn a_node_killed_mid_load_loses_nothing_and_its_citizens_resume_on_another
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn an_outbox_row_written_on_a_node_that_dies_is_delivered_by_another() {
+async fn outbox_rows_and_an_escalation_written_on_a_node_that_dies_are_delivered_by_another() {
     let Some(d) = Deployment::new("outbox_takeover") else {
         return;
     };
     const KEY: &[u8] = b"a test signing key of 32 bytes!!";
     let down = Arc::new(AtomicBool::new(true));
     let received: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
+    let escalations: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
     let app = {
         let down = down.clone();
         let received = received.clone();
-        axum::Router::new().route(
-            "/hook",
-            axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
-                let down = down.clone();
-                let received = received.clone();
-                async move {
-                    if down.load(Ordering::SeqCst) {
-                        return (StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "1")]);
+        let escalations = escalations.clone();
+        let down_hotline = down.clone();
+        axum::Router::new()
+            .route(
+                "/hotline",
+                axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+                    let down = down_hotline.clone();
+                    let escalations = escalations.clone();
+                    async move {
+                        if down.load(Ordering::SeqCst) {
+                            return (StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "1")]);
+                        }
+                        let id = headers
+                            .get("webhook-id")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default()
+                            .to_string();
+                        escalations
+                            .lock()
+                            .unwrap()
+                            .push((id, serde_json::from_str(&body).unwrap_or(Value::Null)));
+                        (StatusCode::NO_CONTENT, [("retry-after", "0")])
                     }
-                    let id = headers
-                        .get("webhook-id")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or_default()
-                        .to_string();
-                    received
-                        .lock()
-                        .unwrap()
-                        .push((id, serde_json::from_str(&body).unwrap_or(Value::Null)));
-                    (StatusCode::NO_CONTENT, [("retry-after", "0")])
-                }
-            }),
-        )
+                }),
+            )
+            .route(
+                "/hook",
+                axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+                    let down = down.clone();
+                    let received = received.clone();
+                    async move {
+                        if down.load(Ordering::SeqCst) {
+                            return (StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "1")]);
+                        }
+                        let id = headers
+                            .get("webhook-id")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default()
+                            .to_string();
+                        received
+                            .lock()
+                            .unwrap()
+                            .push((id, serde_json::from_str(&body).unwrap_or(Value::Null)));
+                        (StatusCode::NO_CONTENT, [("retry-after", "0")])
+                    }
+                }),
+            )
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
+    let secret = base64::engine::general_purpose::STANDARD.encode(KEY);
     let hook = format!(
-        "[[webhooks]]\nname = \"case-system\"\nurl = \"http://{addr}/hook\"\nsecret = \"whsec_{}\"\nevents = [\"message.created\"]\n",
-        base64::engine::general_purpose::STANDARD.encode(KEY)
+        "[[webhooks]]\nname = \"case-system\"\nurl = \"http://{addr}/hook\"\nsecret = \"whsec_{secret}\"\nevents = [\"message.created\"]\n\n[hotline]\nurl = \"http://{addr}/hotline\"\nsecret = \"whsec_{secret}\"\n",
     );
     let dir = tempfile::tempdir().unwrap();
     let http = reqwest::Client::new();
@@ -599,7 +625,18 @@ async fn an_outbox_row_written_on_a_node_that_dies_is_delivered_by_another() {
         assert_eq!(s, 201, "{ack}");
         ids.push(ack["message_id"].as_str().unwrap().to_string());
     }
-    // A is failing to deliver (the receiver is down) when it dies.
+    // An emergency: its escalation goes to the hotline through the same outbox.
+    let (s, ack) = into_pair(
+        http.post(format!("{}/v1/conversations/{conv}/messages", node_a.base))
+            .bearer_auth(&token)
+            .json(&json!({"client_msg_id": uuid(), "body": "救命！有人拿刀抢劫我，他还在门外"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 201, "{ack}");
+    // A is failing to deliver (the receivers are down) when it dies.
     eventually("A tried and failed", Duration::from_secs(15), || async {
         metric(&http, &node_a.base, "lingshi_outbox_failures_total").await > 0.0
     })
@@ -636,7 +673,24 @@ async fn an_outbox_row_written_on_a_node_that_dies_is_delivered_by_another() {
                 *m.entry(id.clone()).or_default() += 1;
                 m
             });
-    assert_eq!(by_id.len(), 10, "one webhook id per message");
+    let messages: HashSet<String> = received
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|(_, b)| b["data"]["message"]["id"].as_str().map(String::from))
+        .collect();
+    assert!(messages.len() >= 11, "{messages:?}");
+    assert_eq!(by_id.len(), messages.len(), "one webhook id per message");
+    eventually(
+        "B delivered the escalation A created",
+        Duration::from_secs(60),
+        || async {
+            escalations.lock().unwrap().iter().any(|(_, b)| {
+                b["type"] == "escalation.created" && b["conversation"]["id"] == conv.as_str()
+            })
+        },
+    )
+    .await;
 }
 
 async fn metric(http: &reqwest::Client, base: &str, name: &str) -> f64 {

@@ -118,7 +118,7 @@ async fn only_the_right_missions_agents_receive_live_messages() {
     let mut alice_ws = app.ws(&alice.token).await;
 
     let ack = alice_ws
-        .send_message(None, &uuid(), "I was robbed in Brussels")
+        .send_message(None, &uuid(), "I lost my passport in Brussels")
         .await;
     let conv_id = ack["conversation_id"].as_str().unwrap().to_string();
     assert_eq!(ack["seq"], 1);
@@ -126,7 +126,7 @@ async fn only_the_right_missions_agents_receive_live_messages() {
     assert_eq!(created["event"], "created");
     assert_eq!(created["conversation"]["id"], conv_id.as_str());
     let m = be_ws.expect("message").await;
-    assert_eq!(m["message"]["body"], "I was robbed in Brussels");
+    assert_eq!(m["message"]["body"], "I lost my passport in Brussels");
     assert_eq!(m["message"]["sender"]["kind"], "citizen");
     // Presence of colleagues is all the other mission's agent hears.
     let et_frames = et_ws.collect(Duration::from_millis(300)).await;

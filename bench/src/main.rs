@@ -2,6 +2,7 @@
 //! baseline measured the same way. See BENCHMARKS.md at the repository root.
 
 mod coldstart;
+mod emergency;
 mod idle;
 // The throwaway Postgres cluster and NATS server the tests use, shared as source.
 mod relay;
@@ -10,6 +11,7 @@ mod search;
 #[path = "../../tests/common/services.rs"]
 mod services;
 mod target;
+mod telegram;
 mod throughput;
 mod util;
 
@@ -118,6 +120,31 @@ enum Cmd {
         runs: usize,
         #[arg(long, default_value_t = 42)]
         seed: u64,
+    },
+    /// Triage's share of the server's CPU per message, and time from an emergency
+    /// message to the citizen's guidance and to the hotline, under routine load.
+    Emergency {
+        #[arg(long, default_value_t = 200)]
+        probes: usize,
+        /// Milliseconds between two emergencies.
+        #[arg(long, default_value_t = 100)]
+        interval_ms: u64,
+        /// Routine messages per second sent meanwhile.
+        #[arg(long, default_value_t = 1000.0)]
+        background_rate: f64,
+        #[arg(long, default_value_t = 200)]
+        conversations: usize,
+    },
+    /// Telegram replies at saturation against a fake Bot API enforcing the published
+    /// limits: delivery throughput and latency, 429s, order.
+    Telegram {
+        #[arg(long, default_value_t = 2_000)]
+        chats: usize,
+        /// Replies per chat.
+        #[arg(long, default_value_t = 2)]
+        replies: usize,
+        #[arg(long, default_value_t = 4)]
+        agents: usize,
     },
     /// Every benchmark once at a small size; fails only if one does not complete.
     Smoke,
@@ -301,6 +328,28 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
             runs,
             seed,
         } => cmd_coldstart(&opts, messages, articles, runs, seed).await?,
+        Cmd::Emergency {
+            probes,
+            interval_ms,
+            background_rate,
+            conversations,
+        } => {
+            emergency::run(
+                &opts,
+                emergency::EmergencyArgs {
+                    probes,
+                    interval: Duration::from_millis(interval_ms),
+                    background_rate,
+                    conversations,
+                },
+            )
+            .await?
+        }
+        Cmd::Telegram {
+            chats,
+            replies,
+            agents,
+        } => cmd_telegram(&opts, chats, replies, agents).await?,
         Cmd::Smoke => return cmd_smoke(&opts, g.json.as_ref()).await,
     };
     write_json(g.json.as_ref(), &figures)
@@ -434,8 +483,9 @@ async fn cmd_throughput(
     let (ours, ours_best) = {
         let mut nodes = vec![];
         for place in a.deployment.placements()? {
-            nodes
-                .push(Target::spawn_lingshi_placed(opts, a.frames_per_second, None, &place).await?);
+            nodes.push(
+                Target::spawn_lingshi_placed(opts, a.frames_per_second, None, &place, &[]).await?,
+            );
         }
         eprintln!("[lingshi] throughput on {}", a.deployment.label());
         let refs: Vec<&Target> = nodes.iter().collect();
@@ -666,6 +716,65 @@ async fn cmd_coldstart(
     Ok(json!({"coldstart": f.json()}))
 }
 
+/// Telegram replies at saturation; fails when a reply is lost, doubled, out of order,
+/// or answered 429 (the bridge exceeded the limits the fake enforces).
+async fn cmd_telegram(
+    opts: &ServerOpts,
+    chats: usize,
+    replies: usize,
+    agents: usize,
+) -> anyhow::Result<Value> {
+    let f = telegram::run(opts, chats, replies, agents).await?;
+    println!(
+        "\ntelegram: {} chats × {} replies, fake Bot API at 1/s per chat (burst 3), 30/s overall",
+        f.chats,
+        f.replies / f.chats.max(1)
+    );
+    let l = &f.latency;
+    table(
+        &["figure", "value"],
+        &[
+            vec!["replies acknowledged".into(), f.replies.to_string()],
+            vec![
+                "replies delivered (distinct)".into(),
+                f.delivered.to_string(),
+            ],
+            vec!["duplicates".into(), f.duplicates.to_string()],
+            vec!["out of order".into(), f.out_of_order.to_string()],
+            vec![
+                "429 answers (limits exceeded)".into(),
+                f.too_many.to_string(),
+            ],
+            vec![
+                "reply rate while agents sent (/s)".into(),
+                format!("{:.0}", f.reply_rate),
+            ],
+            vec![
+                "delivery throughput, first reply → last arrival (/s)".into(),
+                format!("{:.1}", f.throughput),
+            ],
+            vec![
+                "delivery throughput, first → last arrival (/s)".into(),
+                format!("{:.1}", f.steady_throughput),
+            ],
+            vec!["delivery latency p50 (ms)".into(), fmt_ms(l.p50)],
+            vec!["delivery latency p99 (ms)".into(), fmt_ms(l.p99)],
+            vec!["delivery latency max (ms)".into(), fmt_ms(l.max)],
+            vec![
+                "wall time (s)".into(),
+                format!("{:.1}", f.wall.as_secs_f64()),
+            ],
+        ],
+    );
+    if f.delivered != f.replies || f.duplicates > 0 || f.out_of_order > 0 || f.too_many > 0 {
+        bail!(
+            "telegram delivery incomplete or outside the limits: {} of {} delivered, {} duplicates, {} out of order, {} × 429",
+            f.delivered, f.replies, f.duplicates, f.out_of_order, f.too_many
+        );
+    }
+    Ok(json!({"telegram": f.json()}))
+}
+
 /// Every benchmark once, small; fails only when a run does not complete or has no figures.
 async fn cmd_smoke(opts: &ServerOpts, json_out: Option<&PathBuf>) -> anyhow::Result<()> {
     let mut passed = 0;
@@ -751,6 +860,32 @@ async fn cmd_smoke(opts: &ServerOpts, json_out: Option<&PathBuf>) -> anyhow::Res
     record("coldstart", r, |v| {
         v["coldstart"]["empty_ready"]["n"].as_u64().unwrap_or(0) > 0
             && v["coldstart"]["loaded_ready"]["n"].as_u64().unwrap_or(0) > 0
+    });
+    let r = if opts.url.is_some() {
+        Err(anyhow::anyhow!("emergency cannot run against --url"))
+    } else {
+        emergency::run(
+            opts,
+            emergency::EmergencyArgs {
+                probes: 5,
+                interval: Duration::from_millis(200),
+                background_rate: 50.0,
+                conversations: 10,
+            },
+        )
+        .await
+    };
+    record("emergency", r, |v| {
+        v["guidance"]["n"].as_u64().unwrap_or(0) > 0 && v["classifier_us_per_message"].is_number()
+    });
+    let r = if opts.url.is_some() {
+        Err(anyhow::anyhow!("telegram cannot run against --url"))
+    } else {
+        cmd_telegram(opts, 30, 2, 2).await
+    };
+    record("telegram", r, |v| {
+        v["telegram"]["delivered"].as_u64().unwrap_or(0) > 0
+            && v["telegram"]["latency"]["p99_ms"].is_number()
     });
     write_json(json_out, &Value::Object(all))?;
     println!("smoke: {passed} passed, {failed} failed");

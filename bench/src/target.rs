@@ -141,15 +141,41 @@ impl Target {
         frames_per_second: u32,
         data_dir: Option<&Path>,
     ) -> anyhow::Result<Target> {
-        Self::spawn_lingshi_placed(opts, frames_per_second, data_dir, &Placement::default()).await
+        Self::spawn_lingshi_placed(
+            opts,
+            frames_per_second,
+            data_dir,
+            &Placement::default(),
+            &[],
+        )
+        .await
     }
 
-    /// [`Target::spawn_lingshi`] on a given database and bus.
+    /// [`Target::spawn_lingshi`] with extra `LINGSHI_*` settings in the environment.
+    pub async fn spawn_lingshi_env(
+        opts: &ServerOpts,
+        frames_per_second: u32,
+        data_dir: Option<&Path>,
+        env: &[(&str, String)],
+    ) -> anyhow::Result<Target> {
+        Self::spawn_lingshi_placed(
+            opts,
+            frames_per_second,
+            data_dir,
+            &Placement::default(),
+            env,
+        )
+        .await
+    }
+
+    /// [`Target::spawn_lingshi`] on a given database and bus, with extra `LINGSHI_*`
+    /// settings in the environment.
     pub async fn spawn_lingshi_placed(
         opts: &ServerOpts,
         frames_per_second: u32,
         data_dir: Option<&Path>,
         place: &Placement,
+        env: &[(&str, String)],
     ) -> anyhow::Result<Target> {
         if let Some(url) = &opts.url {
             return Target::external(opts, url);
@@ -174,6 +200,7 @@ impl Target {
         let log = std::fs::File::create(&log_file)?;
         let started = Instant::now();
         let child = std::process::Command::new(&opts.server_bin)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .arg("--config")
             .arg(&config)
             .arg("--data-dir")
@@ -212,7 +239,7 @@ impl Target {
         Ok(t)
     }
 
-    fn external(opts: &ServerOpts, url: &str) -> anyhow::Result<Target> {
+    pub fn external(opts: &ServerOpts, url: &str) -> anyhow::Result<Target> {
         let hostport = url
             .trim_start_matches("http://")
             .trim_end_matches('/')
@@ -370,6 +397,11 @@ impl Target {
 
     /// Create an agent of mission `be` with the CLI and sign it in; returns its token.
     pub async fn agent(&self, email: &str) -> anyhow::Result<String> {
+        self.agent_in(email, "be").await
+    }
+
+    /// Create an agent of `mission` with the CLI and sign it in; returns its token.
+    pub async fn agent_in(&self, email: &str, mission: &str) -> anyhow::Result<String> {
         self.cli(
             &[
                 "agent",
@@ -379,7 +411,7 @@ impl Target {
                 "--name",
                 email,
                 "--mission",
-                "be",
+                mission,
                 "--role",
                 "agent",
                 "--password-stdin",

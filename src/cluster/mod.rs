@@ -85,12 +85,15 @@ struct RemoteNode {
     seen: Instant,
 }
 
+/// Charge rate-limit tokens handed out elsewhere: (limiter, key, cost).
+pub type ChargeLimit = Box<dyn Fn(&str, &str, f64) + Send + Sync>;
+
 /// What a node does when the bus tells it something the domain must act on.
 pub struct Hooks {
     /// An agent's sockets on another node vanished with that node.
     pub agent_changed: Box<dyn Fn(AgentId) + Send + Sync>,
     /// Another node handed out rate-limit tokens: (limiter, key, cost).
-    pub limit_charged: Box<dyn Fn(&str, &str, f64) + Send + Sync>,
+    pub limit_charged: ChargeLimit,
 }
 
 struct Inner {
@@ -450,7 +453,7 @@ impl Bus {
                         bus.0.hub.publish(ready);
                     }
                     sweeps += 1;
-                    if sweeps % 200 == 0 {
+                    if sweeps.is_multiple_of(200) {
                         r.forget_idle(now);
                     }
                 }
@@ -602,6 +605,7 @@ mod tests {
                 citizen: CitizenId::new(),
                 mission: MissionId::new("be"),
                 assignee: None,
+                channel: Channel::App,
             },
         }
     }

@@ -493,4 +493,94 @@ impl Domain {
         let c = p.require_citizen()?;
         self.store.set_citizen_location(c.id, at).await
     }
+
+    /// A citizen chooses their language or country (a messenger's `/lang`, `/country`).
+    /// `country: Some(None)` clears it ("another country"). Conversations already
+    /// open stay with their mission; the next one is routed by the new country.
+    pub async fn update_citizen_profile(
+        &self,
+        p: &Principal,
+        locale: Option<&str>,
+        country: Option<Option<&str>>,
+    ) -> AppResult<Principal> {
+        let c = p.require_citizen()?;
+        let locale = locale.map(Locale::parse).transpose()?;
+        let country = country.map(CountryCode::parse_opt).transpose()?;
+        let updated = self
+            .store
+            .update_citizen_profile(c.id, locale.as_ref(), country)
+            .await?
+            .ok_or_else(|| AppError::not_found("citizen"))?;
+        Ok(Principal::Citizen(updated))
+    }
+
+    /// The message the caller stored under `client_msg_id`, if any (a bridge checks
+    /// before fetching what a redelivered update carries).
+    pub async fn sent_message(
+        &self,
+        p: &Principal,
+        client_msg_id: &str,
+    ) -> AppResult<Option<Message>> {
+        let cmid = ClientMsgId::parse(client_msg_id)?;
+        self.store.message_by_client_id(p.id(), &cmid).await
+    }
+
+    /// The sender edits a message they sent (messengers let people edit). The message
+    /// keeps its place (`seq`) and takes the new body; the old one stays in its edit
+    /// history; staff get a `message_updated` frame. `None` when the sender stored no
+    /// message under that `client_msg_id`.
+    pub async fn edit_message(
+        &self,
+        p: &Principal,
+        client_msg_id: &str,
+        body: String,
+    ) -> AppResult<Option<Message>> {
+        let cmid = ClientMsgId::parse(client_msg_id)?;
+        let Some(m) = self.store.message_by_client_id(p.id(), &cmid).await? else {
+            return Ok(None);
+        };
+        match m.kind {
+            MessageKind::Text if body.trim().is_empty() => {
+                return Err(AppError::invalid("body must not be empty"))
+            }
+            MessageKind::Text | MessageKind::Image => {}
+            MessageKind::Note | MessageKind::System => {
+                return Err(AppError::invalid(
+                    "only text and image captions can be edited",
+                ))
+            }
+        }
+        let chars = body.chars().count();
+        if chars > self.config.limits.text_max_chars {
+            return Err(AppError::invalid(format!(
+                "body has {chars} characters; at most {} are allowed",
+                self.config.limits.text_max_chars
+            )));
+        }
+        if body.contains('\u{0}') {
+            return Err(AppError::invalid("body must not contain NUL characters"));
+        }
+        if m.body == body {
+            return Ok(Some(m));
+        }
+        let conv = self
+            .store
+            .conversation(m.conversation_id)
+            .await?
+            .ok_or_else(|| AppError::not_found("conversation"))?;
+        if !p.access().allows(&conv) {
+            return Err(AppError::forbidden("this conversation is not yours"));
+        }
+        let at = now();
+        let Some(updated) = self.store.edit_message(m.id, &body, at).await? else {
+            return Ok(None);
+        };
+        tracing::info!(conversation = %conv.id, seq = updated.seq, "message edited");
+        self.publisher.publish(Event::MessageUpdated {
+            message: updated.clone(),
+            route: Route::from(&conv),
+            edited_at: at,
+        });
+        Ok(Some(updated))
+    }
 }

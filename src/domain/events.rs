@@ -17,6 +17,8 @@ pub struct Route {
     pub citizen: CitizenId,
     pub mission: MissionId,
     pub assignee: Option<AgentId>,
+    /// Where the citizen is (a messenger bridge follows its own conversations).
+    pub channel: Channel,
 }
 
 impl From<&Conversation> for Route {
@@ -25,6 +27,7 @@ impl From<&Conversation> for Route {
             citizen: c.citizen.id,
             mission: c.mission_id.clone(),
             assignee: c.assignee_id,
+            channel: c.channel,
         }
     }
 }
@@ -116,6 +119,12 @@ pub struct Suggestion {
 pub enum Event {
     /// A message was committed.
     Message { message: Message, route: Route },
+    /// A citizen edited a message (in a messenger); `message` carries the new body.
+    MessageUpdated {
+        message: Message,
+        route: Route,
+        edited_at: Timestamp,
+    },
     /// A conversation changed; `previous` is where it was routed before (a transfer),
     /// so the staff who lose it hear about it too.
     Conversation {
@@ -190,6 +199,8 @@ impl Event {
     pub fn audience(&self) -> Audience {
         let (staff, citizen) = match self {
             Event::Message { message, .. } => (true, message.kind.citizen_may_see()),
+            // The citizen made the edit in their messenger; staff need to see it.
+            Event::MessageUpdated { .. } => (true, false),
             Event::Conversation { kind, .. } => (true, !kind.staff_only()),
             Event::Typing { .. } | Event::Read { .. } => (true, true),
             Event::Viewing { .. }
@@ -216,6 +227,7 @@ impl Event {
     pub fn routes(&self) -> Vec<Route> {
         match self {
             Event::Message { route, .. }
+            | Event::MessageUpdated { route, .. }
             | Event::Typing { route, .. }
             | Event::Read { route, .. }
             | Event::Viewing { route, .. }
@@ -255,6 +267,27 @@ pub trait Publisher: Send + Sync {
 /// offline, whatever they chose.
 pub trait Connections: Send + Sync {
     fn agent_sockets(&self, agent: AgentId) -> u32;
+}
+
+/// Looks at every event on its way to the publisher: a bridge's in-process wake-up
+/// signal. Runs on the writer's publishing task, so it must be cheap and never block.
+pub trait Observer: Send + Sync {
+    fn observe(&self, event: &Event);
+}
+
+/// A publisher with observers in front of it (no copy of the event is made).
+pub struct Observed {
+    pub observers: Vec<std::sync::Arc<dyn Observer>>,
+    pub publisher: std::sync::Arc<dyn Publisher>,
+}
+
+impl Publisher for Observed {
+    fn publish(&self, event: Event) {
+        for o in &self.observers {
+            o.observe(&event);
+        }
+        self.publisher.publish(event);
+    }
 }
 
 /// Neither publishes nor counts: for a command-line process with no sockets.

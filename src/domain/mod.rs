@@ -20,6 +20,8 @@ pub mod planner;
 pub mod ports;
 pub mod principal;
 pub mod sessions;
+pub mod setup;
+pub mod telegram;
 pub mod triage;
 pub mod types;
 pub mod webhooks;
@@ -68,6 +70,8 @@ pub struct Inner {
     pub identity: identity::IdentityVerifier,
     pub limits: Arc<limits::Limiters>,
     pub triage: triage::TriageState,
+    /// The first-run setup token, while no staff account exists.
+    pub setup: setup::SetupGate,
     /// Woken when rows are written to the outbox.
     pub outbox_wake: Arc<Notify>,
 }

@@ -433,3 +433,13 @@ pub struct OutboxStats {
     pub failing: i64,
     pub oldest_pending: Option<Timestamp>,
 }
+
+/// A messenger conversation whose chat has not been sent everything yet.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChannelBacklog {
+    pub conversation_id: ConversationId,
+    pub chat_id: i64,
+    /// How far the chat has been sent (its delivery cursor).
+    pub cursor: i64,
+    pub last_seq: i64,
+}

@@ -50,6 +50,20 @@ pub trait ConversationStore: Send + Sync {
     ) -> AppResult<Vec<Conversation>>;
     /// Agents (role `agent`) of `mission` with capacity and open conversations.
     async fn agent_loads(&self, mission: &MissionId) -> AppResult<Vec<AgentLoad>>;
+    /// The message a sender stored under a `client_msg_id`.
+    async fn message_by_client_id(
+        &self,
+        sender: PersonId,
+        client_msg_id: &ClientMsgId,
+    ) -> AppResult<Option<Message>>;
+    /// Replace a message's body, keeping the previous one in its edit history (one
+    /// transaction); `None` when there is no such message.
+    async fn edit_message(
+        &self,
+        id: MessageId,
+        body: &str,
+        at: Timestamp,
+    ) -> AppResult<Option<Message>>;
 }
 
 /// Staff accounts, citizens and sessions.
@@ -86,6 +100,14 @@ pub trait PeopleStore: Send + Sync {
     ) -> AppResult<Citizen>;
     async fn citizen(&self, id: CitizenId) -> AppResult<Option<Citizen>>;
     async fn set_citizen_location(&self, id: CitizenId, at: GeoPoint) -> AppResult<()>;
+    /// Change what is given: `locale` when `Some`, `country` when `Some` (`Some(None)`
+    /// clears it). `None` when the citizen does not exist.
+    async fn update_citizen_profile(
+        &self,
+        id: CitizenId,
+        locale: Option<&Locale>,
+        country: Option<Option<CountryCode>>,
+    ) -> AppResult<Option<Citizen>>;
     /// Citizens whose last shared location lies in the box between these corners (the
     /// domain keeps those inside the circle it needs).
     async fn citizens_located_in(
@@ -222,6 +244,34 @@ pub trait OutboxStore: Send + Sync {
     ) -> AppResult<()>;
 }
 
+/// Citizens who write from Telegram, and the bridge's durable state.
+#[async_trait]
+pub trait TelegramStore: Send + Sync {
+    /// The citizen of a private chat, if the chat has been seen.
+    async fn telegram_citizen(&self, chat_id: i64) -> AppResult<Option<Citizen>>;
+    /// The citizen of a private chat; `citizen` is created and linked when the chat is
+    /// new, in one transaction. `true` when it was created.
+    async fn link_telegram_chat(
+        &self,
+        chat_id: i64,
+        citizen: &Citizen,
+    ) -> AppResult<(Citizen, bool)>;
+    /// The private chat of a citizen who writes from Telegram.
+    async fn telegram_chat_of(&self, citizen: CitizenId) -> AppResult<Option<i64>>;
+    async fn telegram_update_handled(&self, update_id: i64) -> AppResult<bool>;
+    /// Record that an update's effect is done; `false` when it was recorded already.
+    async fn mark_telegram_update(&self, update_id: i64, at: Timestamp) -> AppResult<bool>;
+    /// Forget handled updates recorded before `before`.
+    async fn prune_telegram_updates(&self, before: Timestamp) -> AppResult<u64>;
+    /// The next `getUpdates` offset (0 before the first poll).
+    async fn telegram_offset(&self) -> AppResult<i64>;
+    /// Move the offset forward (never backwards).
+    async fn set_telegram_offset(&self, offset: i64) -> AppResult<()>;
+    /// Telegram conversations with messages past their `telegram` delivery cursor,
+    /// least recently changed first.
+    async fn telegram_backlog(&self, limit: i64) -> AppResult<Vec<ChannelBacklog>>;
+}
+
 /// Escalations to the hotline (written with the conversation through
 /// `ConversationStore::commit`; read and annotated here).
 #[async_trait]
@@ -257,6 +307,7 @@ pub trait Store:
     + AttachmentStore
     + KbStore
     + OutboxStore
+    + TelegramStore
     + EscalationStore
 {
     /// The database answers (readiness).

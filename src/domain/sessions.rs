@@ -116,7 +116,7 @@ pub struct NewStaff {
 }
 
 impl Domain {
-    fn sign_in_allowed(&self, ip: IpAddr) -> AppResult<()> {
+    pub(super) fn sign_in_allowed(&self, ip: IpAddr) -> AppResult<()> {
         self.limits.sign_ins.take(&ip, 1.0).map_err(|wait| {
             super::limits::limited(
                 "too many sign-ins from this address; try again shortly",
@@ -125,7 +125,7 @@ impl Domain {
         })
     }
 
-    async fn issue(&self, subject: SessionSubject) -> AppResult<String> {
+    pub(super) async fn issue(&self, subject: SessionSubject) -> AppResult<String> {
         let ttl = match subject {
             SessionSubject::Citizen(_) => {
                 chrono::Duration::days(self.config.sessions.citizen_ttl_days as i64)

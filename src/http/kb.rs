@@ -44,6 +44,42 @@ struct SearchQuery {
     limit: Option<usize>,
     /// Editors: `all` includes drafts.
     status: Option<String>,
+    /// The reader's language (not a filter): hits in another language are marked so
+    /// the page can say "in English". Defaults to `locale`, then to the question's script.
+    lang: Option<String>,
+}
+
+/// Primary language subtag of a locale, lowercased: "zh-CN" → "zh".
+fn language_of(locale: &str) -> String {
+    locale
+        .split(['-', '_'])
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// The language the reader reads: said outright, implied by a locale filter, or guessed
+/// from the question (Han characters → Chinese, Latin letters only → English).
+fn reader_language(q: &SearchQuery) -> Option<String> {
+    let said = |v: &Option<String>| {
+        v.as_deref()
+            .map(language_of)
+            .filter(|l| !l.is_empty() && l.len() <= 8 && l.bytes().all(|b| b.is_ascii_alphabetic()))
+    };
+    if let Some(l) = said(&q.lang).or_else(|| said(&q.locale)) {
+        return Some(l);
+    }
+    let text = q.q.as_deref().unwrap_or("");
+    let han =
+        |c: char| ('\u{3400}'..='\u{9fff}').contains(&c) || ('\u{f900}'..='\u{faff}').contains(&c);
+    if text.chars().any(han) {
+        Some("zh".into())
+    } else if text.chars().any(|c| c.is_ascii_alphabetic()) {
+        Some("en".into())
+    } else {
+        None
+    }
 }
 
 async fn search(
@@ -51,13 +87,14 @@ async fn search(
     auth: MaybeAuth,
     AppQuery(q): AppQuery<SearchQuery>,
 ) -> AppResult<impl IntoResponse> {
+    let reader = reader_language(&q);
     let (results, took_ms) = state
         .domain
         .search(
             auth.principal(),
             SearchRequest {
-                q: q.q.unwrap_or_default(),
-                locale: q.locale,
+                q: q.q.clone().unwrap_or_default(),
+                locale: q.locale.clone(),
                 country: q.country,
                 category: q.category,
                 limit: q.limit,
@@ -69,15 +106,19 @@ async fn search(
         .hits
         .iter()
         .map(|h| {
+            let language = language_of(&h.locale);
+            let other = reader.as_ref().is_some_and(|r| *r != language);
             json!({
                 "id": h.id, "slug": h.slug, "title": h.title, "snippet": h.snippet,
-                "category": h.category, "locale": h.locale, "countries": h.countries, "score": h.score,
+                "category": h.category, "locale": h.locale, "language": language,
+                "other_language": other, "countries": h.countries, "score": h.score,
             })
         })
         .collect();
     Ok(Json(json!({
         "hits": hits,
         "total": results.total,
+        "language": reader,
         "took_ms": took_ms,
     })))
 }

@@ -10,6 +10,7 @@ pub mod error;
 mod kb;
 pub mod listener;
 mod ops;
+mod pages;
 mod sessions;
 mod staff;
 pub mod ws;
@@ -32,21 +33,33 @@ use crate::domain::Principal;
 use crate::error::AppError;
 
 pub fn router(state: AppState) -> Router {
+    router_with(state, None)
+}
+
+/// The router with the routes of messenger bridges (their webhooks) merged in, under
+/// the same middleware.
+pub fn router_with(state: AppState, bridges: Option<Router>) -> Router {
     let body_limit = state.config.limits.http_body_max_bytes;
-    Router::new()
+    let request_timeout = state.config.limits.http_request_timeout_secs;
+    let mut app: Router = Router::new()
         .merge(sessions::router())
         .merge(conversations::router())
         .merge(ops::router())
         .merge(staff::router())
         .merge(kb::router())
+        .merge(pages::router(&[]))
         .merge(emergencies::router())
         .merge(attachments::router(state.domain.upload_max_bytes()))
         .route("/v1/ws", axum::routing::get(ws::upgrade))
-        .fallback(not_found)
+        .with_state(state);
+    if let Some(b) = bridges {
+        app = app.merge(b);
+    }
+    app.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(
-            state.config.limits.http_request_timeout_secs,
+            request_timeout,
             request_deadline,
         ))
         .layer(axum::middleware::from_fn(security_headers))
@@ -59,8 +72,10 @@ pub fn router(state: AppState) -> Router {
                 tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
             }),
         )
-        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION]))
-        .with_state(state)
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+            header::HeaderName::from_static("x-telegram-bot-api-secret-token"),
+        ]))
 }
 
 /// Every response: `nosniff`. API responses (which carry tokens and personal data)

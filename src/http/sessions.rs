@@ -1,5 +1,6 @@
 //! Sign-in for citizens (guest or identity token) and staff (email + password),
-//! sign-out, the caller's own profile, and a citizen's shared location.
+//! sign-out, the caller's own profile, a citizen's shared location, and the first-run
+//! setup of the first administrator.
 
 use std::net::SocketAddr;
 
@@ -14,6 +15,7 @@ use serde_json::json;
 use super::{client_ip, AppJson, Auth};
 use crate::app::AppState;
 use crate::domain::sessions::CitizenSignIn;
+use crate::domain::setup::FirstAdmin;
 use crate::domain::types::{CountryCode, GeoPoint, Locale};
 use crate::domain::Principal;
 use crate::error::AppResult;
@@ -25,6 +27,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/agent/sessions", post(agent_session).delete(revoke))
         .route("/v1/citizen/location", put(location))
         .route("/v1/me", get(me))
+        .route("/v1/setup", post(setup))
 }
 
 #[derive(Deserialize)]
@@ -91,6 +94,38 @@ async fn agent_session(
     let issued = state
         .domain
         .staff_sign_in(client_ip(&info), &req.email, req.password)
+        .await?;
+    Ok((
+        StatusCode::OK,
+        Json(session_body(issued.token, &issued.principal)),
+    ))
+}
+
+#[derive(Deserialize)]
+struct SetupRequest {
+    setup_token: String,
+    email: String,
+    name: String,
+    password: String,
+}
+
+/// The first administrator, created with the link printed by `lingshi serve`.
+async fn setup(
+    State(state): State<AppState>,
+    info: ConnectInfo<SocketAddr>,
+    AppJson(req): AppJson<SetupRequest>,
+) -> AppResult<impl IntoResponse> {
+    let issued = state
+        .domain
+        .first_run_setup(
+            client_ip(&info),
+            FirstAdmin {
+                setup_token: req.setup_token,
+                email: req.email,
+                name: req.name,
+                password: req.password,
+            },
+        )
         .await?;
     Ok((
         StatusCode::OK,

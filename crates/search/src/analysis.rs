@@ -13,7 +13,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, OnceLock};
 
-use pinyin::ToPinyin;
+use pinyin::{ToPinyin, ToPinyinMulti};
 use tantivy::tokenizer::{Language, Stemmer, TextAnalyzer, Token, TokenStream, Tokenizer};
 use tantivy_jieba::jieba_rs::Jieba;
 use tantivy_jieba::JiebaTokenizer;
@@ -48,7 +48,11 @@ pub(crate) fn to_simplified(text: &str) -> std::borrow::Cow<'_, str> {
     if !text.chars().any(is_han) {
         return std::borrow::Cow::Borrowed(text);
     }
-    let conv = fast2s::convert(text);
+    let mut conv = fast2s::convert(text);
+    // fast2s keeps the older simplified form 谘 for 諮; 咨 is the one in use (咨询).
+    if conv.contains('谘') {
+        conv = conv.replace('谘', "咨");
+    }
     if conv.len() == text.len() && conv != text {
         std::borrow::Cow::Owned(conv)
     } else {
@@ -272,9 +276,38 @@ pub(crate) fn joined_pinyin(word: &str) -> String {
     syllables(word).concat()
 }
 
+/// Every reading of a Han word as joined toneless pinyin, heteronyms combined (the
+/// usual reading first, at most `cap` readings): `亚的斯亚贝巴` is typed both
+/// `yadesiyabeiba` and `yadisiyabeiba`.
+pub(crate) fn pinyin_readings(word: &str, cap: usize) -> Vec<String> {
+    let mut out = vec![String::new()];
+    for c in word.chars() {
+        let Some(multi) = c.to_pinyin_multi() else {
+            continue;
+        };
+        let mut readings: Vec<&str> = Vec::new();
+        for p in multi {
+            if !readings.contains(&p.plain()) {
+                readings.push(p.plain());
+            }
+        }
+        let mut next = Vec::with_capacity(out.len() * readings.len());
+        for prefix in &out {
+            for r in &readings {
+                if next.len() < cap {
+                    next.push(format!("{prefix}{r}"));
+                }
+            }
+        }
+        out = next;
+    }
+    out.retain(|s| !s.is_empty());
+    out
+}
+
 /// Keyboards cannot type `ü`: index it both as `v` (the IME convention, `lvxing`) and as
 /// `u` (what people write without an IME, `luxing`).
-fn u_variants(p: &str) -> Vec<String> {
+pub(crate) fn u_variants(p: &str) -> Vec<String> {
     if p.contains('ü') {
         vec![p.replace('ü', "v"), p.replace('ü', "u")]
     } else {
@@ -323,6 +356,22 @@ impl Tokenizer for PinyinTokenizer {
     }
 }
 
+/// The distinct pinyin forms (joined words and syllables) of the Han text in `text`,
+/// for backends without pinyin analysis of their own.
+pub(crate) fn pinyin_words(text: &str) -> Vec<String> {
+    let mut tok = PinyinTokenizer::new();
+    let mut ts = tok.token_stream(text);
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    while ts.advance() {
+        let t = &ts.token().text;
+        if seen.insert(t.clone()) {
+            out.push(t.clone());
+        }
+    }
+    out
+}
+
 /// Every toneless pinyin syllable, used to decide whether adjacent Latin query tokens
 /// (`hu zhao`) may be joined into one pinyin word.
 pub(crate) fn is_pinyin_syllable(s: &str) -> bool {
@@ -355,142 +404,59 @@ pub(crate) fn is_pinyin_word(s: &str) -> bool {
     ok[s.len()]
 }
 
+/// Chinese question frames, fillers and function words, colloquial ones included
+/// (`咋整`, `怎么弄`): dropped from queries. They are also added to the query-side
+/// dictionary so that jieba keeps each one whole instead of leaving stray characters.
+#[rustfmt::skip]
+pub(crate) const ZH_STOPWORDS: &[&str] = &[
+    "的", "了", "吗", "呢", "啊", "吧", "呀", "么", "嘛", "哦", "喔", "哈", "哎", "唉",
+    "嗯", "啦", "咯", "呗", "是", "在", "我", "我的", "我们", "你", "您", "你们", "他",
+    "她", "它", "他们", "她们", "自己", "人", "有人", "别人", "怎么", "怎么办", "怎么样",
+    "怎样", "怎么弄", "怎么整", "怎么搞", "怎么回事", "怎么做", "咋", "咋办", "咋整",
+    "咋弄", "咋搞", "咋回事", "咋个", "该怎么办", "应该怎么办", "怎么处理", "如何",
+    "如何处理", "什么", "啥", "干啥", "请问", "请问一下", "问一下", "问问", "想问",
+    "想问一下", "一下", "可以", "可不可以", "能", "能不能", "能否", "要", "需要",
+    "要不要", "需不需要", "哪里", "哪儿", "哪", "在哪", "在哪里", "去哪", "去哪里",
+    "哪个", "和", "与", "及", "或", "或者", "也", "都", "就", "还", "还是", "有",
+    "有没有", "没有", "被", "把", "给", "对", "从", "到", "这", "那", "这个", "那个",
+    "个", "该", "应该", "为什么", "请", "谢谢", "你好", "您好", "办", "去", "想",
+    "会", "得", "地", "着", "过", "一个", "帮", "帮我", "帮忙", "帮帮我", "告诉",
+    "告诉我", "知道", "我想", "我想知道", "让", "让我", "叫", "叫我", "现在", "刚才",
+    "刚刚", "已经", "突然", "然后", "但是", "可是", "因为", "所以", "如果", "多少",
+    "几", "是不是", "对不对", "行不行", "好不好", "怎么说", "一些", "东西", "事情",
+    "情况", "问题", "这种", "那种", "一般", "那么", "这么", "全", "还能",
+    "还要", "要求", "说", "说是", "里", "上", "下", "中", "时候", "的话", "吗？",
+];
+
+/// English question frames and function words ("what now", "can you tell me").
+#[rustfmt::skip]
+const EN_STOPWORDS: &[&str] = &[
+    "a", "an", "the", "and", "or", "of", "to", "in", "on", "at", "for", "with", "is",
+    "are", "was", "were", "be", "been", "being", "do", "does", "did", "doing", "done",
+    "how", "what", "whats", "where", "when", "which", "who", "whom", "whose", "why",
+    "can", "could", "should", "would", "will", "shall", "may", "might", "must", "i",
+    "me", "my", "mine", "myself", "we", "our", "ours", "you", "your", "yours", "he",
+    "him", "his", "she", "her", "they", "them", "their", "it", "its", "this", "that",
+    "these", "those", "there", "here", "please", "from", "by", "as", "about", "if",
+    "so", "am", "get", "got", "getting", "gotten", "need", "needs", "needed", "want",
+    "wants", "wanted", "help", "now", "t", "s", "m", "ve", "ll", "d", "re", "im",
+    "ive", "dont", "doesnt", "didnt", "tell", "told", "telling", "know", "say", "says",
+    "said", "ask", "asks", "asked", "asking", "someone", "somebody", "anyone",
+    "anybody", "something", "anything", "everything", "hi", "hello", "hey", "thanks",
+    "thank", "ok", "okay", "uh", "oh", "um", "hmm", "just", "really", "very", "some",
+    "any", "all", "also", "then", "than", "too", "like", "have", "has", "had", "not",
+    "no", "out", "up", "one", "let", "lets", "going", "gonna", "wanna", "still",
+    "already", "yet", "even", "again", "into", "over", "before", "after", "during",
+    "other", "another", "whether", "possible", "guy", "way", "thing", "things",
+    "much", "many", "there", "last", "next", "week", "yesterday", "today", "now",
+];
+
 /// Query words that carry no meaning on their own in a helpdesk question; they are
 /// dropped from queries (not from the index) unless nothing else is left.
 pub(crate) fn is_stopword(raw: &str) -> bool {
-    const STOP: &[&str] = &[
-        // Chinese function words and question frames.
-        "的",
-        "了",
-        "吗",
-        "呢",
-        "啊",
-        "吧",
-        "呀",
-        "么",
-        "是",
-        "在",
-        "我",
-        "我的",
-        "我们",
-        "你",
-        "您",
-        "他",
-        "她",
-        "它",
-        "怎么",
-        "怎么办",
-        "怎样",
-        "怎么样",
-        "如何",
-        "什么",
-        "请问",
-        "一下",
-        "可以",
-        "能",
-        "能否",
-        "要",
-        "需要",
-        "哪里",
-        "哪儿",
-        "和",
-        "与",
-        "及",
-        "或",
-        "也",
-        "都",
-        "就",
-        "还",
-        "有",
-        "没有",
-        "被",
-        "把",
-        "给",
-        "对",
-        "从",
-        "到",
-        "这",
-        "那",
-        "这个",
-        "那个",
-        "个",
-        "啥",
-        "咋",
-        "该",
-        "应该",
-        "为什么",
-        "请",
-        "谢谢",
-        "你好",
-        "办",
-        "去",
-        "想",
-        "会",
-        "吗？",
-        "得",
-        "地",
-        "着",
-        "过",
-        "一个",
-        // English.
-        "a",
-        "an",
-        "the",
-        "and",
-        "or",
-        "of",
-        "to",
-        "in",
-        "on",
-        "at",
-        "for",
-        "with",
-        "is",
-        "are",
-        "was",
-        "were",
-        "be",
-        "been",
-        "do",
-        "does",
-        "did",
-        "how",
-        "what",
-        "where",
-        "when",
-        "which",
-        "who",
-        "why",
-        "can",
-        "could",
-        "should",
-        "would",
-        "i",
-        "me",
-        "my",
-        "we",
-        "our",
-        "you",
-        "your",
-        "it",
-        "its",
-        "this",
-        "that",
-        "there",
-        "please",
-        "from",
-        "by",
-        "as",
-        "about",
-        "if",
-        "so",
-        "am",
-        "get",
-        "need",
-        "want",
-        "help",
-    ];
-    STOP.contains(&raw)
+    static SET: OnceLock<HashSet<&'static str>> = OnceLock::new();
+    SET.get_or_init(|| ZH_STOPWORDS.iter().chain(EN_STOPWORDS).copied().collect())
+        .contains(raw)
 }
 
 /// Allowed edit distance for a Latin query word: 1 from 5 letters, 2 from 9.
@@ -592,6 +558,10 @@ mod tests {
             "{v:?}"
         );
         assert!(!is_pinyin_syllable("passport"));
+        let r = pinyin_readings("亚的斯", 16);
+        assert_eq!(r[0], "yadesi");
+        assert!(r.contains(&"yadisi".to_string()), "{r:?}");
+        assert!(pinyin_readings("长长长长长长", 16).len() <= 16);
         assert!(
             is_pinyin_word("huzhao")
                 && is_pinyin_word("yanglaojin")
@@ -605,6 +575,7 @@ mod tests {
     #[test]
     fn traditional_is_folded_to_simplified_keeping_offsets() {
         assert_eq!(to_simplified("護照遺失"), "护照遗失");
+        assert_eq!(to_simplified("在線諮詢"), "在线咨询");
         assert_eq!(to_simplified("护照 passport"), "护照 passport");
         let w = words("我的護照遺失了");
         assert!(w.contains(&"护照".to_string()), "{w:?}");

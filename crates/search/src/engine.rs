@@ -14,18 +14,35 @@ use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Te
 use crate::analysis::{
     word_analyzer, GramTokenizer, PinyinTokenizer, Segmenter, GRAM, PINYIN, WORD,
 };
-use crate::query::{Planner, TextFields};
+use crate::query::{Plan, Planner, TextFields};
 use crate::{snippet, Doc, Hit, Query, SearchEngine, SearchError, SearchResults, Synonyms};
 
-/// Indexing memory budget: one writer thread (the machine has two cores shared with the
-/// web server) with enough room to batch a full rebuild into few segments.
-const WRITER_HEAP_BYTES: usize = 64 * 1024 * 1024;
+/// How the index writer works: indexing threads and their shared memory budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriterOptions {
+    /// Indexing threads (each tokenises its own documents and builds its own segment).
+    pub threads: usize,
+    /// Memory shared by the threads before they flush a segment; larger means fewer,
+    /// larger segments and less merging.
+    pub heap_bytes: usize,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions {
+            threads: 1,
+            heap_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
 /// Hard caps on paging, whatever the caller asks.
 const MAX_LIMIT: usize = 1000;
 const MAX_OFFSET: usize = 10_000;
 /// Score added to articles in the language of the query text when no locale filter is
-/// given (typical matching articles score 10–80).
-const SCRIPT_PREFERENCE: f32 = 3.0;
+/// given (typical matching articles score 5–30): enough to put the version in the
+/// reader's language first when both exist, small enough that an article existing
+/// only in the other language still ranks by relevance.
+const SCRIPT_PREFERENCE: f32 = 1.0;
 /// Country term for articles that apply everywhere.
 const ALL_COUNTRIES: &str = "*";
 
@@ -132,6 +149,16 @@ impl TantivyEngine {
     /// takes the writer lock: a second engine on the same directory, in this process or
     /// another, gets [`SearchError::Locked`].
     pub fn open(dir: &Path, synonyms: Synonyms) -> Result<Self, SearchError> {
+        Self::open_with(dir, synonyms, WriterOptions::default())
+    }
+
+    /// [`TantivyEngine::open`] with explicit writer settings (bulk imports may give the
+    /// writer more threads and memory than a server sharing its cores should).
+    pub fn open_with(
+        dir: &Path,
+        synonyms: Synonyms,
+        options: WriterOptions,
+    ) -> Result<Self, SearchError> {
         std::fs::create_dir_all(dir)?;
         let mmap = MmapDirectory::open(dir).map_err(tantivy::TantivyError::from)?;
         let (schema, fields) = schema();
@@ -141,13 +168,19 @@ impl TantivyEngine {
                 "schema differs from this version of lingshi-search".into(),
             ));
         }
-        Self::finish(index, fields, synonyms, Some(dir.to_path_buf()))
+        Self::finish(index, fields, synonyms, Some(dir.to_path_buf()), options)
     }
 
     /// A throw-away in-memory index (tests, previews).
     pub fn open_in_ram(synonyms: Synonyms) -> Result<Self, SearchError> {
         let (schema, fields) = schema();
-        Self::finish(Index::create_in_ram(schema), fields, synonyms, None)
+        Self::finish(
+            Index::create_in_ram(schema),
+            fields,
+            synonyms,
+            None,
+            WriterOptions::default(),
+        )
     }
 
     fn finish(
@@ -155,12 +188,16 @@ impl TantivyEngine {
         fields: Fields,
         synonyms: Synonyms,
         dir: Option<PathBuf>,
+        options: WriterOptions,
     ) -> Result<Self, SearchError> {
         let tm = index.tokenizers();
         tm.register(WORD, word_analyzer(Segmenter::global()));
         tm.register(GRAM, GramTokenizer);
         tm.register(PINYIN, PinyinTokenizer::new());
-        let writer = index.writer_with_num_threads(1, WRITER_HEAP_BYTES)?;
+        let threads = options.threads.max(1);
+        // tantivy wants at least 15 MB per thread.
+        let heap = options.heap_bytes.max(threads * 16 * 1024 * 1024);
+        let writer = index.writer_with_num_threads(threads, heap)?;
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -257,6 +294,26 @@ impl TantivyEngine {
         doc
     }
 
+    /// The text query with the filters and the language preference around it.
+    fn full_query(&self, q: &Query, plan: &Plan, text: Box<dyn TQuery>) -> BooleanQuery {
+        let mut clauses = vec![(Occur::Must, text)];
+        clauses.extend(self.filters(q));
+        if q.locale.as_deref().is_none_or(|l| l.trim().is_empty()) {
+            if let Some(lang) = plan.script_locale() {
+                // Without a locale filter, prefer articles in the language typed.
+                let pref = TermQuery::new(
+                    Term::from_field_text(self.fields.locale_key, lang),
+                    IndexRecordOption::Basic,
+                );
+                clauses.push((
+                    Occur::Should,
+                    Box::new(ConstScoreQuery::new(Box::new(pref), SCRIPT_PREFERENCE)),
+                ));
+            }
+        }
+        BooleanQuery::new(clauses)
+    }
+
     fn filters(&self, q: &Query) -> Vec<(Occur, Box<dyn TQuery>)> {
         let f = &self.fields;
         let term = |field: Field, v: &str| -> Box<dyn TQuery> {
@@ -336,43 +393,48 @@ impl SearchEngine for TantivyEngine {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let plan = planner.plan(&q.text);
+        let searcher = self.reader.searcher();
+        let df = |t: &Term| searcher.doc_freq(t).unwrap_or(0);
+        let text = self.fields.text;
+        let known = |term: &str| {
+            df(&Term::from_field_text(text.body, term)) > 0
+                || df(&Term::from_field_text(text.title, term)) > 0
+        };
+        let plan = planner.plan(&q.text, &known);
         if plan.is_empty() {
             return Ok(SearchResults::default());
         }
-        let mut clauses = vec![(Occur::Must, plan.to_query(&self.fields.text))];
-        clauses.extend(self.filters(q));
-        if q.locale.as_deref().is_none_or(|l| l.trim().is_empty()) {
-            if let Some(lang) = plan.script_locale() {
-                // Without a locale filter, prefer articles in the language typed.
-                let pref = TermQuery::new(
-                    Term::from_field_text(self.fields.locale_key, lang),
-                    IndexRecordOption::Basic,
-                );
-                clauses.push((
-                    Occur::Should,
-                    Box::new(ConstScoreQuery::new(Box::new(pref), SCRIPT_PREFERENCE)),
-                ));
-            }
-        }
-        let query = BooleanQuery::new(clauses);
-        let searcher = self.reader.searcher();
+        let num_docs = searcher.num_docs();
         let limit = q.limit.min(MAX_LIMIT);
         let offset = q.offset.min(MAX_OFFSET);
+        let mut relax = false;
+        let (top, total) = loop {
+            let (text_query, required) = plan.to_query(&self.fields.text, &df, num_docs, relax);
+            let query = self.full_query(q, &plan, text_query);
+            let (top, total) = if limit == 0 {
+                (Vec::new(), searcher.search(&query, &Count)?)
+            } else {
+                let collector = (
+                    TopDocs::with_limit(limit)
+                        .and_offset(offset)
+                        .order_by_score(),
+                    Count,
+                );
+                searcher.search(&query, &collector)?
+            };
+            // Never an empty page when a partial match exists: relax to one concept.
+            if total == 0 && required > 1 && !relax {
+                relax = true;
+                continue;
+            }
+            break (top, total);
+        };
         if limit == 0 {
-            let total = searcher.search(&query, &Count)?;
             return Ok(SearchResults {
                 hits: Vec::new(),
                 total,
             });
         }
-        let collector = (
-            TopDocs::with_limit(limit)
-                .and_offset(offset)
-                .order_by_score(),
-            Count,
-        );
-        let (top, total) = searcher.search(&query, &collector)?;
         let highlight = plan.highlight();
         let f = &self.fields;
         let mut hits = Vec::with_capacity(top.len());
@@ -403,6 +465,11 @@ impl SearchEngine for TantivyEngine {
 
     fn clear(&self) -> Result<(), SearchError> {
         self.writer().delete_all_documents()?;
+        Ok(())
+    }
+
+    fn set_synonyms(&self, synonyms: Synonyms) -> Result<(), SearchError> {
+        TantivyEngine::set_synonyms(self, synonyms);
         Ok(())
     }
 }

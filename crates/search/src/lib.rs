@@ -36,11 +36,13 @@
 
 mod analysis;
 mod engine;
+mod meili;
 mod query;
 mod snippet;
 mod synonyms;
 
-pub use engine::TantivyEngine;
+pub use engine::{TantivyEngine, WriterOptions};
+pub use meili::{MeiliConfig, MeiliEngine};
 pub use synonyms::Synonyms;
 
 /// One article as the search engine sees it (the database is the source of truth; the
@@ -166,6 +168,14 @@ pub enum SearchError {
     /// Filesystem error outside tantivy (creating the index directory, sizing it).
     #[error("search index I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// The search server could not be reached or did not answer in time; distinct so
+    /// the caller can retry later or report "search unavailable" rather than a bug.
+    #[error("search server unavailable: {0}")]
+    Unavailable(String),
+    /// The search server refused a request or a task failed (bad key, bad settings,
+    /// rejected document); retrying the same request will not help.
+    #[error("search server error: {0}")]
+    Backend(String),
 }
 
 impl From<tantivy::TantivyError> for SearchError {
@@ -194,4 +204,7 @@ pub trait SearchEngine: Send + Sync {
     fn doc_count(&self) -> Result<u64, SearchError>;
     /// Removes every document (for full rebuilds; visible after commit).
     fn clear(&self) -> Result<(), SearchError>;
+    /// Replaces the synonyms dictionary for the following searches. Synonyms apply at
+    /// query time, so editors' additions take effect without reindexing anything.
+    fn set_synonyms(&self, synonyms: Synonyms) -> Result<(), SearchError>;
 }

@@ -4,15 +4,18 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use tantivy::query::{BooleanQuery, BoostQuery, FuzzyTermQuery, Occur, Query as TQuery, TermQuery};
+use tantivy::query::{
+    BooleanQuery, BoostQuery, DisjunctionMaxQuery, FuzzyTermQuery, Occur, Query as TQuery,
+    TermQuery,
+};
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::tokenizer::TextAnalyzer;
 use tantivy::Term;
 use tantivy_jieba::jieba_rs::Jieba;
 
 use crate::analysis::{
-    analyze, fuzzy_distance, is_han, is_pinyin_syllable, is_pinyin_word, is_stopword,
-    word_analyzer, Segmenter,
+    analyze, edit_distance_within, fuzzy_distance, is_han, is_pinyin_syllable, is_pinyin_word,
+    is_stopword, pinyin_readings, u_variants, word_analyzer, Segmenter, ZH_STOPWORDS,
 };
 use crate::Synonyms;
 
@@ -35,6 +38,31 @@ const W_PINYIN: f32 = 1.0;
 const W_FUZZY: f32 = 0.4;
 /// Synonym alternatives score a little below what the user literally typed.
 const W_SYNONYM: f32 = 0.8;
+/// Dictionary words inside a longer query word (`电话` in `打电话`) stand in for it
+/// at this weight.
+const W_SUBWORD: f32 = 0.6;
+/// Parts of a long word the dictionary already knows weigh less.
+const W_SUBWORD_OF_KNOWN: f32 = 0.3;
+/// Within one word, the best field counts fully and the other fields by this share.
+const FIELD_TIE_BREAKER: f32 = 0.3;
+/// A misspelt word corrected against the dictionary reaches the dictionary's other
+/// words at this weight.
+const W_CORRECTED: f32 = 0.6;
+/// Each word of a dictionary phrase (and its own synonyms) stands in for the phrase
+/// at this weight, so a document saying only part of it still counts.
+const W_PHRASE_WORD: f32 = 0.4;
+/// A long Han word matched by two thirds of its character bigrams (`养老金资格认正`,
+/// `安全常识` against `安全基本常识`) at this weight.
+const W_PARTIAL: f32 = 0.5;
+/// A concept scores its best alternative plus this share of the others: synonyms
+/// confirm a match without letting a word with many synonyms outweigh a rare one.
+const TIE_BREAKER: f32 = 0.2;
+/// Readings kept per dictionary word when heteronyms are combined.
+const MAX_READINGS: usize = 8;
+/// A concept found in more than this share of the documents does not count towards
+/// the number of concepts a document must match: it is a context word (`使馆`,
+/// `passport` in a passport-heavy knowledge base) that cannot tell articles apart.
+const COMMON_SHARE: f64 = 0.4;
 
 /// The searchable fields a query touches.
 #[derive(Clone, Copy)]
@@ -68,6 +96,30 @@ struct Form {
     fuzzy: bool,
     /// The user is still typing this word: also match words starting with it.
     prefix: bool,
+    /// A long Han word matched by most of its character bigrams only.
+    partial: bool,
+}
+
+impl Form {
+    fn new(toks: Vec<QTok>, weight: f32) -> Self {
+        Form {
+            toks,
+            weight,
+            fuzzy: false,
+            prefix: false,
+            partial: false,
+        }
+    }
+
+    fn same_words(&self, other: &Form) -> bool {
+        self.partial == other.partial
+            && self.toks.len() == other.toks.len()
+            && self
+                .toks
+                .iter()
+                .zip(&other.toks)
+                .all(|(a, b)| a.term == b.term)
+    }
 }
 
 /// A unit of meaning in the query (a word, or a phrase covered by a synonym group);
@@ -105,12 +157,16 @@ struct PreparedSynonyms {
     groups: Vec<Vec<Vec<QTok>>>,
     /// First term → (term sequence, group index).
     by_first: HashMap<String, Vec<(Vec<String>, usize)>>,
+    /// Latin words of the dictionary (as typed, lowercase) → their indexed term, for
+    /// correcting misspellings before the dictionary lookup.
+    vocabulary: Vec<(String, String)>,
 }
 
 /// Query planner: owns the query-side analyzer (jieba with synonym words added) and
 /// the prepared synonyms. Cheap to share; clones the analyzer per query.
 pub(crate) struct Planner {
     analyzer: TextAnalyzer,
+    jieba: Arc<Jieba>,
     syn: PreparedSynonyms,
 }
 
@@ -131,17 +187,25 @@ fn to_qtoks(analyzer: &mut TextAnalyzer, text: &str) -> Vec<QTok> {
 
 impl Planner {
     pub(crate) fn new(synonyms: &Synonyms) -> Self {
-        // A private dictionary (loaded once per engine) so synonym phrases stay whole.
+        // A private dictionary (loaded once per engine) so synonym phrases and question
+        // frames stay whole.
         let mut jieba = Jieba::new();
+        for w in ZH_STOPWORDS {
+            if w.chars().count() >= 2 && w.chars().all(is_han) {
+                jieba.add_word(w, Some(20_000), None);
+            }
+        }
         for g in synonyms.groups() {
             for w in g {
+                let w = crate::analysis::to_simplified(w);
                 if w.chars().count() >= 2 && w.chars().all(is_han) {
                     // High frequency so the phrase wins segmentation in context.
-                    jieba.add_word(w, Some(100_000), None);
+                    jieba.add_word(&w, Some(100_000), None);
                 }
             }
         }
-        let mut analyzer = word_analyzer(Segmenter::Custom(Arc::new(jieba)));
+        let jieba = Arc::new(jieba);
+        let mut analyzer = word_analyzer(Segmenter::Custom(jieba.clone()));
         let mut groups = Vec::new();
         let mut by_first: HashMap<String, Vec<(Vec<String>, usize)>> = HashMap::new();
         for (gi, g) in synonyms.groups().iter().enumerate() {
@@ -160,19 +224,156 @@ impl Planner {
             }
             groups.push(members);
         }
+        // The pinyin of each Chinese member (every reading) is a key of its group too,
+        // so `yanglaojin` reaches 养老金 and, through it, `pension`. Keys are stored as
+        // typed and as the stemmer leaves them, which is how query words arrive.
+        let mut pinyin_keys: Vec<(String, usize)> = Vec::new();
+        for (gi, members) in groups.iter().enumerate() {
+            for m in members {
+                if m.len() != 1 || !m[0].han || m[0].term.chars().count() < 2 {
+                    continue;
+                }
+                for reading in pinyin_readings(&m[0].term, MAX_READINGS) {
+                    for p in u_variants(&reading) {
+                        if p.len() >= 4 {
+                            pinyin_keys.push((p, gi));
+                        }
+                    }
+                }
+            }
+        }
+        for (p, gi) in pinyin_keys {
+            let stemmed = to_qtoks(&mut analyzer, &p)
+                .into_iter()
+                .next()
+                .map(|t| t.term)
+                .unwrap_or_else(|| p.clone());
+            for key in [p, stemmed] {
+                let entry = by_first.entry(key.clone()).or_default();
+                if !entry.iter().any(|(s, g2)| s.len() == 1 && *g2 == gi) {
+                    entry.push((vec![key], gi));
+                }
+            }
+        }
+        let mut vocabulary: Vec<(String, String)> = Vec::new();
+        for members in &groups {
+            for t in members.iter().flatten() {
+                if !t.han
+                    && t.raw.len() >= 4
+                    && t.raw.bytes().all(|b| b.is_ascii_alphabetic())
+                    && !vocabulary.iter().any(|(r, _)| *r == t.raw)
+                {
+                    vocabulary.push((t.raw.clone(), t.term.clone()));
+                }
+            }
+        }
         Planner {
             analyzer,
-            syn: PreparedSynonyms { groups, by_first },
+            jieba,
+            syn: PreparedSynonyms {
+                groups,
+                by_first,
+                vocabulary,
+            },
         }
     }
 
-    /// Longest synonym phrase starting at `toks[i]`: its length and groups.
-    fn synonym_at(&self, toks: &[QTok], i: usize) -> Option<(usize, Vec<usize>)> {
-        let cands = self.syn.by_first.get(&toks[i].term)?;
+    /// The dictionary term a misspelt Latin word stands for: for a word of five
+    /// letters or more that is neither in the dictionary nor in the index (`known`),
+    /// the closest dictionary word within the typo distance (`robery` → `robbery`,
+    /// `saftey` → `safety`), so misspellings still cross languages.
+    fn correct(&self, t: &QTok, known: &dyn Fn(&str) -> bool) -> Option<String> {
+        let d = fuzzy_distance(&t.raw);
+        if t.han || d == 0 || self.syn.by_first.contains_key(&t.term) || known(&t.term) {
+            return None;
+        }
+        for max in 1..=d {
+            if let Some((_, term)) = self
+                .syn
+                .vocabulary
+                .iter()
+                .find(|(w, _)| edit_distance_within(&t.raw, w, max))
+            {
+                return Some(term.clone());
+            }
+        }
+        None
+    }
+
+    /// Colloquial passives with an agent, `被人偷了`, `给人抢了`, `给抓了`, become the
+    /// dictionary word `被偷`, `被抢`, `被抓` when there is one.
+    fn join_passives(&self, toks: &mut Vec<QTok>) {
+        const MARKERS: [&str; 4] = ["被", "给", "让", "叫"];
+        const AGENTS: [&str; 4] = ["人", "别人", "坏人", "人家"];
+        let mut i = 0;
+        while i < toks.len() {
+            if MARKERS.contains(&toks[i].term.as_str()) {
+                let skip = usize::from(
+                    toks.get(i + 1)
+                        .is_some_and(|t| AGENTS.contains(&t.term.as_str())),
+                );
+                if let Some(verb) = toks.get(i + 1 + skip) {
+                    let joined = format!("被{}", verb.term);
+                    if verb.han
+                        && verb.term.chars().count() == 1
+                        && self.syn.by_first.contains_key(&joined)
+                    {
+                        toks.splice(
+                            i..i + 2 + skip,
+                            [QTok {
+                                term: joined.clone(),
+                                raw: joined,
+                                han: true,
+                            }],
+                        );
+                    }
+                }
+            }
+            i += 1;
+        }
+    }
+
+    /// Groups that have `term` as a whole one-word member (or pinyin key).
+    fn groups_of_word(&self, term: &str) -> Vec<usize> {
+        self.syn
+            .by_first
+            .get(term)
+            .map(|v| {
+                v.iter()
+                    .filter(|(seq, _)| seq.len() == 1)
+                    .map(|(_, g)| *g)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Dictionary words inside a long Han query word (`电话` in `打电话`, `报警` and
+    /// `电话` in `报警电话`), longest first, question frames excluded.
+    fn subwords(&self, word: &str) -> Vec<String> {
+        let chars: Vec<char> = word.chars().collect();
+        let n = chars.len();
+        let mut out: Vec<String> = Vec::new();
+        if n < 3 {
+            return out;
+        }
+        for len in (2..n.min(5)).rev() {
+            for start in 0..=n - len {
+                let w: String = chars[start..start + len].iter().collect();
+                if self.jieba.has_word(&w) && !is_stopword(&w) && !out.contains(&w) {
+                    out.push(w);
+                }
+            }
+        }
+        out
+    }
+
+    /// Longest synonym phrase starting at `terms[i]`: its length and groups.
+    fn synonym_at(&self, terms: &[String], i: usize) -> Option<(usize, Vec<usize>)> {
+        let cands = self.syn.by_first.get(&terms[i])?;
         let mut best: Option<(usize, Vec<usize>)> = None;
         for (seq, gi) in cands {
             let l = seq.len();
-            if i + l > toks.len() || toks[i..i + l].iter().zip(seq).any(|(t, s)| t.term != *s) {
+            if i + l > terms.len() || terms[i..i + l].iter().zip(seq).any(|(t, s)| t != s) {
                 continue;
             }
             match &mut best {
@@ -200,35 +401,45 @@ impl Planner {
                     continue;
                 }
                 seen.push(terms);
-                out.push(Form {
-                    toks: m.clone(),
-                    weight,
-                    fuzzy: false,
-                    prefix: false,
-                });
+                out.push(Form::new(m.clone(), weight));
             }
         }
         out
     }
 
-    /// Analyses the query text into concepts.
-    pub(crate) fn plan(&self, text: &str) -> Plan {
+    /// Analyses the query text into concepts. `known` tells whether the index has a
+    /// word term (a word it has is not a misspelling).
+    pub(crate) fn plan(&self, text: &str, known: &dyn Fn(&str) -> bool) -> Plan {
         let end = text
             .char_indices()
             .nth(MAX_QUERY_CHARS)
             .map_or(text.len(), |(i, _)| i);
         let mut analyzer = self.analyzer.clone();
         let mut toks = to_qtoks(&mut analyzer, &text[..end]);
+        self.join_passives(&mut toks);
         toks.truncate(MAX_QUERY_TOKENS);
+        // The terms the dictionary is consulted with: misspellings corrected.
+        let corrected: Vec<Option<String>> = toks.iter().map(|t| self.correct(t, known)).collect();
+        let terms: Vec<String> = toks
+            .iter()
+            .zip(&corrected)
+            .map(|(t, c)| c.clone().unwrap_or_else(|| t.term.clone()))
+            .collect();
 
         let mut concepts: Vec<Concept> = Vec::new();
         let mut i = 0;
         while i < toks.len() {
-            let (len, groups) = self.synonym_at(&toks, i).unwrap_or((1, Vec::new()));
+            let (len, groups) = self.synonym_at(&terms, i).unwrap_or((1, Vec::new()));
             let main = toks[i..i + len].to_vec();
+            let was_corrected = corrected[i..i + len].iter().any(Option::is_some);
             let single_ascii = len == 1 && main[0].raw.bytes().all(|b| b.is_ascii_alphabetic());
+            let key = if main[0].han {
+                &main[0].term
+            } else {
+                &main[0].raw
+            };
             let mut c = Concept {
-                stop: groups.is_empty() && is_stopword(&main[0].raw),
+                stop: groups.is_empty() && is_stopword(key),
                 ..Concept::default()
             };
             if single_ascii && is_pinyin_word(&main[0].raw) {
@@ -241,19 +452,69 @@ impl Planner {
                 };
                 c.pinyin.push((main[0].raw.clone(), w));
             }
-            let syn_forms = self.synonym_forms(&groups, &main, W_SYNONYM);
+            let syn_weight = if was_corrected {
+                W_CORRECTED
+            } else {
+                W_SYNONYM
+            };
+            let mut alts = self.synonym_forms(&groups, &main, syn_weight);
+            if len > 1 {
+                // Each word of a phrase, and its own synonyms, stands in for the phrase.
+                for t in &main {
+                    if is_stopword(&t.raw) {
+                        continue;
+                    }
+                    let tok = std::slice::from_ref(t);
+                    alts.push(Form::new(tok.to_vec(), W_PHRASE_WORD));
+                    let g = self.groups_of_word(&t.term);
+                    alts.extend(self.synonym_forms(&g, tok, W_PHRASE_WORD * W_SYNONYM));
+                }
+            }
+            if len == 1 && main[0].han && !c.stop {
+                // Words inside a long word, and their synonyms, stand in for it.
+                for sub in self.subwords(&main[0].term) {
+                    let tok = QTok {
+                        term: sub.clone(),
+                        raw: sub.clone(),
+                        han: true,
+                    };
+                    // A word the dictionary knows already brings its own equivalents;
+                    // its parts say less about it.
+                    let sw = if groups.is_empty() {
+                        W_SUBWORD
+                    } else {
+                        W_SUBWORD_OF_KNOWN
+                    };
+                    let sub_groups = self.groups_of_word(&sub);
+                    let more =
+                        self.synonym_forms(&sub_groups, std::slice::from_ref(&tok), sw * W_SYNONYM);
+                    alts.push(Form::new(vec![tok], sw));
+                    alts.extend(more);
+                }
+                if main[0].term.chars().count() >= 4 {
+                    // Most of its bigrams: a typo or a word inserted in the middle.
+                    alts.push(Form {
+                        partial: true,
+                        ..Form::new(main.clone(), W_PARTIAL)
+                    });
+                }
+            }
             c.forms.push(Form {
-                toks: main,
-                weight: 1.0,
                 fuzzy: len == 1,
-                prefix: false,
+                ..Form::new(main, 1.0)
             });
-            c.forms.extend(syn_forms);
+            // Each alternative once, at its best weight (they come best first).
+            for f in alts {
+                if !c.forms.iter().any(|g| g.same_words(&f)) {
+                    c.forms.push(f);
+                }
+            }
             concepts.push(c);
             i += len;
         }
 
-        // "hu zhao" → also try the joined pinyin word "huzhao" (and its synonyms).
+        // "hu zhao" → also try the joined pinyin word "huzhao", and "haiya renzheng" →
+        // "haiyarenzheng" (with their synonyms).
         for span in [3usize, 2] {
             if concepts.len() < span {
                 continue;
@@ -263,9 +524,7 @@ impl Planner {
                     .iter()
                     .map(|c| match c.forms.first() {
                         Some(f)
-                            if !c.stop
-                                && f.toks.len() == 1
-                                && is_pinyin_syllable(&f.toks[0].raw) =>
+                            if !c.stop && f.toks.len() == 1 && is_pinyin_word(&f.toks[0].raw) =>
                         {
                             Some(f.toks[0].raw.as_str())
                         }
@@ -274,17 +533,19 @@ impl Planner {
                     .collect();
                 let Some(parts) = parts else { continue };
                 let joined = parts.concat();
-                let groups: Vec<usize> = self
-                    .syn
-                    .by_first
-                    .get(&joined)
-                    .map(|v| {
-                        v.iter()
-                            .filter(|(seq, _)| seq.len() == 1)
-                            .map(|(_, g)| *g)
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                if joined.len() > 30 {
+                    continue;
+                }
+                let mut groups = self.groups_of_word(&joined);
+                if groups.is_empty() {
+                    // The dictionary also knows the joined word as the stemmer leaves it.
+                    let stemmed = to_qtoks(&mut analyzer, &joined)
+                        .into_iter()
+                        .next()
+                        .map(|t| t.term)
+                        .unwrap_or_default();
+                    groups = self.groups_of_word(&stemmed);
+                }
                 let joined_tok = QTok {
                     term: joined.clone(),
                     raw: joined.clone(),
@@ -370,6 +631,30 @@ fn grams(word: &str) -> Vec<String> {
     chars.windows(2).map(|w| w.iter().collect()).collect()
 }
 
+/// A long Han word matched by two thirds of its character bigrams in the gram fields.
+fn partial_query(f: &TextFields, t: &QTok, w: f32) -> Option<Box<dyn TQuery>> {
+    let g = grams(&t.term);
+    if g.len() < 3 {
+        return None;
+    }
+    let need = (g.len() * 2).div_ceil(3);
+    let field_q = |field: Field, fw: f32| -> Box<dyn TQuery> {
+        boosted(
+            Box::new(BooleanQuery::with_minimum_required_clauses(
+                g.iter()
+                    .map(|x| (Occur::Should, term_q(field, x, 1.0)))
+                    .collect(),
+                need,
+            )),
+            w * fw,
+        )
+    };
+    Some(should(vec![
+        field_q(f.title_gram, W_TITLE_GRAM),
+        field_q(f.text_gram, W_TEXT_GRAM),
+    ]))
+}
+
 fn token_query(f: &TextFields, t: &QTok, w: f32, fuzzy: bool, prefix: bool) -> Box<dyn TQuery> {
     let mut clauses = vec![
         term_q(f.title, &t.term, w * W_TITLE),
@@ -415,7 +700,12 @@ fn token_query(f: &TextFields, t: &QTok, w: f32, fuzzy: bool, prefix: bool) -> B
             )));
         }
     }
-    should(clauses)
+    // The best field counts, the others a little: a word in the title, tags, summary
+    // and body at once must not outweigh two words of the question in the body.
+    Box::new(DisjunctionMaxQuery::with_tie_breaker(
+        clauses,
+        FIELD_TIE_BREAKER,
+    ))
 }
 
 impl Plan {
@@ -442,21 +732,96 @@ impl Plan {
         }
     }
 
+    /// The query reduced to its meaningful words, separated by spaces (question frames
+    /// and filler dropped, Han text in Simplified characters), for backends that take
+    /// plain query text.
+    pub(crate) fn plain_text(&self) -> String {
+        let mut words: Vec<&str> = Vec::new();
+        for c in &self.concepts {
+            if let Some(f) = c.forms.first() {
+                for t in &f.toks {
+                    words.push(if t.han { &t.term } else { &t.raw });
+                }
+            }
+        }
+        words.join(" ")
+    }
+
     /// True when nothing searchable is left (empty, whitespace or punctuation only).
     pub(crate) fn is_empty(&self) -> bool {
         self.concepts.is_empty()
     }
 
-    /// The text part of the query: each concept is a disjunction of its forms over all
-    /// fields; about half the concepts must match (ranking rewards matching more).
-    pub(crate) fn to_query(&self, f: &TextFields) -> Box<dyn TQuery> {
+    /// Roughly how many documents a concept matches (the most of any of its forms),
+    /// from term statistics alone; `None` when only fuzzy or prefix matching could
+    /// find it, which statistics cannot tell.
+    fn concept_df(c: &Concept, f: &TextFields, df: &dyn Fn(&Term) -> u64) -> Option<u64> {
+        let mut best = 0u64;
+        let mut unknown = false;
+        for form in c.forms.iter().take(12) {
+            let mut form_df = u64::MAX;
+            for t in &form.toks {
+                let mut d = df(&Term::from_field_text(f.body, &t.term))
+                    .max(df(&Term::from_field_text(f.title, &t.term)));
+                if t.han {
+                    // All the word's bigrams in a document (an upper bound on it
+                    // containing the word, which is what the gram fields match).
+                    let g = grams(&t.term)
+                        .iter()
+                        .map(|x| df(&Term::from_field_text(f.text_gram, x)))
+                        .min()
+                        .unwrap_or(0);
+                    d = d.max(g);
+                }
+                form_df = form_df.min(d);
+            }
+            if form_df == u64::MAX {
+                form_df = 0;
+            }
+            if form.prefix || (form.fuzzy && form.toks.iter().any(|t| fuzzy_distance(&t.raw) > 0)) {
+                unknown = true;
+            }
+            best = best.max(form_df);
+        }
+        for (p, _) in &c.pinyin {
+            best = best
+                .max(df(&Term::from_field_text(f.pinyin_title, p)))
+                .max(df(&Term::from_field_text(f.pinyin_summary, p)));
+        }
+        if best == 0 && unknown {
+            None
+        } else {
+            Some(best)
+        }
+    }
+
+    /// The text part of the query and how many concepts it requires. Each concept is
+    /// a disjunction of its forms over all fields. A document must match a third of
+    /// the *distinctive* concepts (at least one): concepts no document contains, and
+    /// concepts most documents contain, do not count (unless all are common), so one
+    /// rare word can carry a long question and context words cannot drown it; BM25
+    /// (whose IDF weighs each term by its rarity) ranks documents that match more of
+    /// them higher. `relax` requires a single concept: the fallback when the strict
+    /// query finds nothing.
+    pub(crate) fn to_query(
+        &self,
+        f: &TextFields,
+        df: &dyn Fn(&Term) -> u64,
+        num_docs: u64,
+        relax: bool,
+    ) -> (Box<dyn TQuery>, usize) {
         let mut concept_qs: Vec<(Occur, Box<dyn TQuery>)> = Vec::new();
+        let (mut distinctive, mut matchable) = (0usize, 0usize);
         for c in &self.concepts {
             let mut alts: Vec<Box<dyn TQuery>> = Vec::new();
             for form in &c.forms {
                 // A multi-word form shares its weight among its words, so that a long
                 // synonym phrase does not outweigh the single word the user typed.
                 let w = form.weight / form.toks.len() as f32;
+                if form.partial {
+                    alts.extend(form.toks.iter().filter_map(|t| partial_query(f, t, w)));
+                    continue;
+                }
                 let parts: Vec<Box<dyn TQuery>> = form
                     .toks
                     .iter()
@@ -465,22 +830,39 @@ impl Plan {
                 alts.push(must(parts));
             }
             for (p, w) in &c.pinyin {
-                alts.push(term_q(f.pinyin_title, p, w * W_PINYIN * W_TITLE));
-                alts.push(term_q(f.pinyin_summary, p, w * W_PINYIN * W_SUMMARY));
+                alts.push(should(vec![
+                    term_q(f.pinyin_title, p, w * W_PINYIN * W_TITLE),
+                    term_q(f.pinyin_summary, p, w * W_PINYIN * W_SUMMARY),
+                ]));
             }
-            concept_qs.push((Occur::Should, should(alts)));
+            match Self::concept_df(c, f, df) {
+                Some(0) => {}
+                Some(d) if d as f64 > COMMON_SHARE * num_docs as f64 => matchable += 1,
+                _ => {
+                    matchable += 1;
+                    distinctive += 1;
+                }
+            }
+            let concept: Box<dyn TQuery> = if alts.len() == 1 {
+                alts.pop().expect("one alternative")
+            } else {
+                Box::new(DisjunctionMaxQuery::with_tie_breaker(alts, TIE_BREAKER))
+            };
+            concept_qs.push((Occur::Should, concept));
         }
-        // Questions carry context words the article may not repeat ("在泰国护照被偷了":
-        // 泰国, 偷): require only a third of the concepts beyond three, and let BM25
-        // reward articles that match more of them.
-        let n = concept_qs.len();
-        let required = match n {
-            0..=3 => 1,
-            _ => n.div_ceil(3),
+        // When every concept is common, they all count.
+        let counted = if distinctive > 0 {
+            distinctive
+        } else {
+            matchable
         };
-        Box::new(BooleanQuery::with_minimum_required_clauses(
-            concept_qs, required,
-        ))
+        let required = if relax { 1 } else { counted.div_ceil(3).max(1) };
+        (
+            Box::new(BooleanQuery::with_minimum_required_clauses(
+                concept_qs, required,
+            )),
+            required,
+        )
     }
 
     /// What to mark in snippets.
@@ -551,7 +933,7 @@ mod tests {
 
     #[test]
     fn chinese_question_keeps_synonym_phrase_and_drops_question_frame() {
-        let p = planner().plan("我的护照丢了怎么办？");
+        let p = planner().plan("我的护照丢了怎么办？", &|_| false);
         let f = forms(&p);
         assert_eq!(f.len(), 2, "{f:?}");
         assert!(f[0].contains(&"passport".to_string()), "{f:?}");
@@ -560,7 +942,7 @@ mod tests {
 
     #[test]
     fn multi_word_synonym_phrase() {
-        let p = planner().plan("Emergency travel documents");
+        let p = planner().plan("Emergency travel documents", &|_| false);
         let f = forms(&p);
         assert_eq!(f.len(), 1, "{f:?}");
         assert!(f[0].contains(&"旅行证".to_string()), "{f:?}");
@@ -568,7 +950,7 @@ mod tests {
 
     #[test]
     fn pinyin_syllables_are_joined() {
-        let p = planner().plan("hu zhao");
+        let p = planner().plan("hu zhao", &|_| false);
         assert_eq!(p.concepts.len(), 2);
         assert!(p.concepts[0].pinyin.iter().any(|(s, _)| s == "huzhao"));
         let f = forms(&p);
@@ -578,8 +960,8 @@ mod tests {
     #[test]
     fn punctuation_only_is_empty() {
         for q in ["", "   ", "？！。，", "*", "\"", "((", "🙂🙂"] {
-            assert!(planner().plan(q).is_empty(), "{q}");
+            assert!(planner().plan(q, &|_| false).is_empty(), "{q}");
         }
-        assert!(!planner().plan("the").is_empty());
+        assert!(!planner().plan("the", &|_| false).is_empty());
     }
 }

@@ -5,6 +5,9 @@ use serde::Deserialize;
 
 use crate::SearchError;
 
+/// The dictionary compiled into the binary.
+const BUILTIN_TOML: &str = include_str!("../../../knowledge-base/synonyms.toml");
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
@@ -58,6 +61,41 @@ impl Synonyms {
         Synonyms::default()
     }
 
+    /// The bilingual consular dictionary shipped inside the binary
+    /// (`knowledge-base/synonyms.toml`), so cross-language search works with no file
+    /// deployed; a deployment extends it with [`Synonyms::merge`].
+    pub fn builtin() -> Self {
+        static BUILTIN: std::sync::OnceLock<Synonyms> = std::sync::OnceLock::new();
+        BUILTIN
+            .get_or_init(|| {
+                Synonyms::from_toml(BUILTIN_TOML)
+                    .expect("the built-in synonyms file is valid (checked by a unit test)")
+            })
+            .clone()
+    }
+
+    /// These groups followed by those of `other` (a group already present, same
+    /// words in any order and case, is not repeated). Groups are not fused when they
+    /// share a word: a word may belong to several groups, and a query containing it
+    /// reaches all of them, while the other words of each group stay apart.
+    pub fn merge(&self, other: &Synonyms) -> Synonyms {
+        fn key(g: &[String]) -> Vec<String> {
+            let mut k: Vec<String> = g.iter().map(|w| w.to_lowercase()).collect();
+            k.sort();
+            k.dedup();
+            k
+        }
+        let mut seen: std::collections::HashSet<Vec<String>> =
+            self.groups.iter().map(|g| key(g)).collect();
+        let mut groups = self.groups.clone();
+        for g in &other.groups {
+            if seen.insert(key(g)) {
+                groups.push(g.clone());
+            }
+        }
+        Synonyms { groups }
+    }
+
     /// Builds synonyms from in-memory groups (handy for tests and programmatic config).
     pub fn from_groups<I, G, W>(groups: I) -> Self
     where
@@ -108,6 +146,22 @@ words = ["lost", "丢失", "遗失", "丢了", "missing"]
         assert_eq!(s.len(), 2);
         assert_eq!(s.groups()[0], ["passport", "护照", "huzhao"]);
         assert!(Synonyms::from_toml("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn builtin_dictionary_parses_and_merges() {
+        let b = Synonyms::builtin();
+        assert!(b.len() >= 40, "{}", b.len());
+        // A group already there (other order and case) and a new one.
+        let mut again: Vec<String> = b.groups()[0].iter().map(|w| w.to_uppercase()).collect();
+        again.reverse();
+        let extra = Synonyms::from_groups([again, vec!["wedding".into(), "婚礼".into()]]);
+        let m = b.merge(&extra);
+        // Only the new group is added.
+        assert_eq!(m.len(), b.len() + 1);
+        assert_eq!(m.groups().last().unwrap(), &["wedding", "婚礼"]);
+        assert_eq!(Synonyms::empty().merge(&extra), extra);
+        assert_eq!(m.merge(&b), m);
     }
 
     #[test]

@@ -289,13 +289,7 @@ impl Engine {
                 return Err(RulesError::invalid(place, "terms is empty"));
             }
             for t in &list {
-                let c = canon(t);
-                if c.is_empty() {
-                    return Err(RulesError::invalid(
-                        &place,
-                        format!("term \"{t}\" is empty once normalised"),
-                    ));
-                }
+                let c = nonempty(&place, "term", t, canon(t))?;
                 note_vocab(&c, &mut vocab);
                 add(c, Target::Marker(i as u32), &mut terms);
             }
@@ -311,13 +305,7 @@ impl Engine {
             }
             let req = file.expand(&format!("{place} requires_after"), &m.requires_after)?;
             for t in &req {
-                let c = canon(t);
-                if c.is_empty() {
-                    return Err(RulesError::invalid(
-                        &place,
-                        format!("requires_after \"{t}\" is empty once normalised"),
-                    ));
-                }
+                let c = nonempty(&place, "requires_after", t, canon(t))?;
                 add(c, Target::RequiresAfter(i as u32), &mut terms);
             }
             let nf = file.expand(
@@ -325,13 +313,7 @@ impl Engine {
                 &m.not_if_followed_by,
             )?;
             for t in &nf {
-                let c = canon(t);
-                if c.is_empty() {
-                    return Err(RulesError::invalid(
-                        &place,
-                        format!("not_if_followed_by \"{t}\" is empty once normalised"),
-                    ));
-                }
+                let c = nonempty(&place, "not_if_followed_by", t, canon(t))?;
                 add(c, Target::NotIfFollowed(i as u32), &mut terms);
             }
             *modifier_kinds.entry(m.kind.clone()).or_default() |= 1u64 << i;
@@ -386,13 +368,7 @@ impl Engine {
                 return Err(RulesError::invalid(place, "terms is empty"));
             }
             for t in &list {
-                let c = canon(t);
-                if c.is_empty() {
-                    return Err(RulesError::invalid(
-                        &place,
-                        format!("term \"{t}\" is empty once normalised"),
-                    ));
-                }
+                let c = nonempty(&place, "term", t, canon(t))?;
                 note_vocab(&c, &mut vocab);
                 note_vocab(&c, &mut targets);
                 add(c, Target::Signal(i as u32), &mut terms);
@@ -438,13 +414,7 @@ impl Engine {
                     ));
                 }
                 for t in &list {
-                    let c = canon(t);
-                    if c.is_empty() {
-                        return Err(RulesError::invalid(
-                            &place,
-                            format!("term \"{t}\" is empty once normalised"),
-                        ));
-                    }
+                    let c = nonempty(&place, "term", t, canon(t))?;
                     note_vocab(&c, &mut vocab);
                     note_vocab(&c, &mut targets);
                     add(
@@ -1140,4 +1110,16 @@ fn check_name(place: &str, key: &str, v: &str) -> Result<(), RulesError> {
             format!("{key} \"{v}\" must be lower-case letters, digits and _"),
         ))
     }
+}
+
+/// A rule term's matching form (`c`, from `t`); a term that normalises to nothing is an
+/// error naming the rule and the term, so an editor can find it.
+fn nonempty(place: &str, what: &str, t: &str, c: String) -> Result<String, RulesError> {
+    if c.is_empty() {
+        return Err(RulesError::invalid(
+            place,
+            format!("{what} \"{t}\" is empty once normalised"),
+        ));
+    }
+    Ok(c)
 }

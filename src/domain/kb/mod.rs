@@ -5,13 +5,16 @@
 pub mod import;
 pub mod indexer;
 mod search;
+mod starter;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use lingshi_search::{Doc, SearchEngine};
+use lingshi_search::{
+    Doc, MeiliConfig, MeiliEngine, SearchEngine, SearchError, Synonyms, TantivyEngine,
+};
 use serde::Deserialize;
 use tokio::sync::{mpsc, Notify, Semaphore};
 
@@ -29,58 +32,140 @@ const BODY_MAX_CHARS: usize = 200_000;
 /// make rendering super-linear and no article needs them.
 const MARKDOWN_NESTING_MAX: usize = 16;
 
-/// The search synonyms shipped in the binary (cross-language groups of consular terms).
-pub const BUILTIN_SYNONYMS: &str = include_str!("../../../knowledge-base/synonyms.toml");
-
-/// Where the index lives.
+/// Where the embedded index lives.
 pub fn index_dir(config: &Config) -> PathBuf {
     config.data_dir.join("index")
 }
 
-/// The shipped synonyms, extended by `kb.synonyms_file` when set. A broken or missing
-/// extra file is reported and ignored: search must keep working.
-pub fn load_synonyms(config: &Config) -> lingshi_search::Synonyms {
-    let mut text = BUILTIN_SYNONYMS.to_string();
-    let path = &config.kb.synonyms_file;
-    if !path.as_os_str().is_empty() {
-        match std::fs::read_to_string(path) {
-            Ok(extra) => match lingshi_search::Synonyms::from_toml(&extra) {
-                Ok(_) => {
-                    text.push('\n');
-                    text.push_str(&extra);
-                }
-                Err(e) => {
-                    tracing::warn!(file = %path.display(), error = %e, "synonyms file is invalid; using the built-in synonyms only")
-                }
-            },
-            Err(e) => {
-                tracing::warn!(file = %path.display(), error = %e, "cannot read the synonyms file; using the built-in synonyms only")
-            }
-        }
+/// Where the indexer records how far it applied the queue, for the configured backend.
+pub fn index_state_file(config: &Config) -> PathBuf {
+    match config.search.backend.as_str() {
+        "meilisearch" => config
+            .data_dir
+            .join(format!("meilisearch-{}.applied", config.search.index)),
+        _ => indexer::state_file_for(&index_dir(config)),
     }
-    lingshi_search::Synonyms::from_toml(&text).unwrap_or_else(|e| {
-        tracing::error!(error = %e, "built-in synonyms are invalid");
-        lingshi_search::Synonyms::empty()
-    })
 }
 
-/// Open the on-disk index, rebuilding it from scratch when its schema is from another
-/// version. `SearchError::Locked` means another process (a running server) holds it.
-pub fn open_engine(
-    config: &Config,
-) -> Result<Arc<lingshi_search::TantivyEngine>, lingshi_search::SearchError> {
+/// The editors' extra synonyms file, parsed (`None` when none is configured).
+fn extra_synonyms(config: &Config) -> Result<Option<Synonyms>, String> {
+    let path = &config.kb.synonyms_file;
+    if path.as_os_str().is_empty() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    Synonyms::from_toml(&text)
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
+/// The dictionary shipped in the binary, extended by `kb.synonyms_file` when set. A
+/// broken or missing extra file is reported and ignored: search must keep working.
+pub fn load_synonyms(config: &Config) -> Synonyms {
+    match extra_synonyms(config) {
+        Ok(Some(extra)) => Synonyms::builtin().merge(&extra),
+        Ok(None) => Synonyms::builtin(),
+        Err(e) => {
+            tracing::warn!(file = %config.kb.synonyms_file.display(), error = %e, "cannot use the synonyms file; using the built-in dictionary only");
+            Synonyms::builtin()
+        }
+    }
+}
+
+/// Open the configured search backend. The embedded index is rebuilt from scratch when
+/// its schema is from another version; `SearchError::Locked` means another process (a
+/// running server) holds it. Meilisearch gets its index settings applied before this
+/// returns.
+pub async fn open_engine(config: &Config) -> Result<Arc<dyn SearchEngine>, SearchError> {
+    let synonyms = load_synonyms(config);
+    if config.search.backend == "meilisearch" {
+        let s = &config.search;
+        let meili = MeiliConfig {
+            url: s.url.clone(),
+            api_key: (!s.api_key.is_empty()).then(|| s.api_key.expose().to_string()),
+            index: s.index.clone(),
+            ..MeiliConfig::default()
+        };
+        let engine = MeiliEngine::connect(meili, synonyms).await?;
+        return Ok(Arc::new(engine));
+    }
     let dir = index_dir(config);
     std::fs::create_dir_all(&dir)?;
-    match lingshi_search::TantivyEngine::open(&dir, load_synonyms(config)) {
-        Err(lingshi_search::SearchError::IncompatibleIndex(why)) => {
+    let opened = match TantivyEngine::open(&dir, synonyms.clone()) {
+        Err(SearchError::IncompatibleIndex(why)) => {
             tracing::warn!(%why, "search index has an old schema; rebuilding it");
             std::fs::remove_dir_all(&dir)?;
             let _ = std::fs::remove_file(indexer::state_file_for(&dir));
             std::fs::create_dir_all(&dir)?;
-            lingshi_search::TantivyEngine::open(&dir, load_synonyms(config)).map(Arc::new)
+            TantivyEngine::open(&dir, synonyms)
         }
-        other => other.map(Arc::new),
+        other => other,
+    };
+    Ok(Arc::new(opened?))
+}
+
+/// Follow `kb.synonyms_file`: when it changes (modification time or size), parse it
+/// and hand the merged dictionary to the engine, so editors' additions reach searches
+/// within `search.synonyms_reload_secs`. A broken file is reported and the dictionary
+/// in use is kept.
+pub fn spawn_synonyms_reloader(
+    config: Arc<Config>,
+    engine: Arc<dyn SearchEngine>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let every = config.search.synonyms_reload_secs;
+    let path = config.kb.synonyms_file.clone();
+    if every == 0 || path.as_os_str().is_empty() {
+        return;
     }
+    let stamp = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .ok()
+            .map(|m| (m.modified().ok(), m.len()))
+    };
+    // A weak handle: the reloader must not keep the index (and its lock) open after
+    // the server has let go of it.
+    let engine = Arc::downgrade(&engine);
+    tokio::spawn(async move {
+        let mut seen = stamp(&path);
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(every));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let now = stamp(&path);
+            if now == seen {
+                continue;
+            }
+            seen = now;
+            let extra = match extra_synonyms(&config) {
+                Ok(extra) => extra,
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "synonyms file not reloaded; keeping the dictionary in use");
+                    continue;
+                }
+            };
+            let merged = match &extra {
+                Some(extra) => Synonyms::builtin().merge(extra),
+                None => Synonyms::builtin(),
+            };
+            let groups = merged.len();
+            let Some(engine) = engine.upgrade() else {
+                return;
+            };
+            match tokio::task::spawn_blocking(move || engine.set_synonyms(merged)).await {
+                Ok(Ok(())) => {
+                    tracing::info!(file = %path.display(), groups, "synonyms reloaded")
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(file = %path.display(), error = %e, "synonyms not applied")
+                }
+                Err(e) => tracing::error!(error = %e, "synonyms reload task failed"),
+            }
+        }
+    });
 }
 
 /// Refuse Markdown whose block nesting is deeper than any article needs, before it
@@ -362,6 +447,9 @@ impl SearchEngine for NoIndex {
         Ok(0)
     }
     fn clear(&self) -> Result<(), lingshi_search::SearchError> {
+        Ok(())
+    }
+    fn set_synonyms(&self, _: Synonyms) -> Result<(), lingshi_search::SearchError> {
         Ok(())
     }
 }
@@ -646,6 +734,6 @@ mod tests {
 
     #[test]
     fn the_builtin_synonyms_parse() {
-        assert!(lingshi_search::Synonyms::from_toml(BUILTIN_SYNONYMS).is_ok());
+        assert!(!lingshi_search::Synonyms::builtin().is_empty());
     }
 }

@@ -23,7 +23,7 @@ impl Planner<'_> {
     }
 
     /// A message from the service to the citizen, numbered after the last one.
-    fn post_system_message(
+    pub(super) fn post_system_message(
         &mut self,
         conv: &mut Conversation,
         body: String,

@@ -697,29 +697,7 @@ impl Planner<'_> {
         events.extend(extra_events);
         let mut message = None;
         if let Some(body) = system_notice {
-            conv.last_seq += 1;
-            let m = Message {
-                id: MessageId::new(),
-                conversation_id: conv.id,
-                seq: conv.last_seq,
-                client_msg_id: None,
-                sender: Sender {
-                    kind: SenderKind::System,
-                    id: None,
-                    display_name: "Lingshi".into(),
-                },
-                kind: MessageKind::System,
-                body,
-                attachments: vec![],
-                created_at: self.now,
-                triage: None,
-            };
-            events.push(Event::Message {
-                message: m.clone(),
-                route: Route::from(&*conv),
-            });
-            self.plan.writes.messages.push(m.clone());
-            message = Some(m);
+            message = Some(self.post_system_message(conv, body, &mut events));
         }
         self.plan.writes.audit.push(AuditEntry {
             at: self.now,

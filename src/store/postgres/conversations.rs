@@ -493,4 +493,54 @@ impl ConversationStore for PgStore {
             })
             .collect()
     }
+
+    async fn message_by_client_id(
+        &self,
+        sender: PersonId,
+        client_msg_id: &ClientMsgId,
+    ) -> AppResult<Option<Message>> {
+        let row: Option<MessageRow> = sqlx::query_as(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.sender_id = $1 AND m.client_msg_id = $2"
+        ))
+        .bind(sender.0)
+        .bind(client_msg_id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(MessageRow::into_domain).transpose()
+    }
+
+    async fn edit_message(
+        &self,
+        id: MessageId,
+        body: &str,
+        at: Timestamp,
+    ) -> AppResult<Option<Message>> {
+        let mut tx = self.pool.begin().await?;
+        // The row lock orders concurrent edits of one message: each keeps the body it
+        // replaced.
+        let r = sqlx::query(
+            "INSERT INTO message_edits (message_id, edited_at, body) \
+             SELECT id, $1, body FROM messages WHERE id = $2 FOR UPDATE",
+        )
+        .bind(at)
+        .bind(id.0)
+        .execute(&mut *tx)
+        .await?;
+        if r.rows_affected() == 0 {
+            return Ok(None);
+        }
+        sqlx::query("UPDATE messages SET body = $1 WHERE id = $2")
+            .bind(body)
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await?;
+        let row: Option<MessageRow> = sqlx::query_as(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.id = $1"
+        ))
+        .bind(id.0)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        row.map(MessageRow::into_domain).transpose()
+    }
 }

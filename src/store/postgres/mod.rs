@@ -17,7 +17,8 @@
 //! - times that decide between nodes (leases) are taken from the database's clock.
 //!
 //! Split by aggregate like the SQLite backend: conversations and messages, people and
-//! sessions, workflow and audit, attachments and their bytes, knowledge base, outbox.
+//! sessions, workflow and audit, attachments and their bytes, knowledge base, outbox,
+//! Telegram chats.
 
 mod attachments;
 mod blobs;
@@ -26,6 +27,7 @@ mod escalations;
 mod kb;
 mod outbox;
 mod people;
+mod telegram;
 mod workflow;
 
 pub use blobs::PgBlobs;
@@ -38,6 +40,7 @@ use anyhow::Context;
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
 
 use crate::domain::model::AuditEntry;
 use crate::domain::ports::Store;

@@ -9,7 +9,7 @@ use crate::domain::ports::PeopleStore;
 
 const AGENT_COLUMNS: &str = "a.id, a.email, a.name, a.role, a.password_hash, a.capacity, a.presence, \
      ARRAY(SELECT mission_id FROM agent_missions m WHERE m.agent_id = a.id ORDER BY mission_id) AS missions";
-const CITIZEN_COLUMNS: &str = "id, external_sub, display_name, locale, country, \
+pub(super) const CITIZEN_COLUMNS: &str = "id, external_sub, display_name, locale, country, \
      location_lat, location_lon, location_accuracy_m";
 
 #[derive(sqlx::FromRow)]
@@ -40,7 +40,7 @@ impl AgentRow {
 }
 
 #[derive(sqlx::FromRow)]
-struct CitizenRow {
+pub(super) struct CitizenRow {
     id: Uuid,
     external_sub: Option<String>,
     display_name: String,
@@ -52,7 +52,7 @@ struct CitizenRow {
 }
 
 impl CitizenRow {
-    fn into_domain(self) -> AppResult<Citizen> {
+    pub(super) fn into_domain(self) -> AppResult<Citizen> {
         Ok(Citizen {
             id: CitizenId(self.id),
             external_sub: self.external_sub,
@@ -260,6 +260,28 @@ impl PeopleStore for PgStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    async fn update_citizen_profile(
+        &self,
+        id: CitizenId,
+        locale: Option<&Locale>,
+        country: Option<Option<CountryCode>>,
+    ) -> AppResult<Option<Citizen>> {
+        let row: Option<CitizenRow> = sqlx::query_as(&format!(
+            "UPDATE citizens SET locale = CASE WHEN $1 THEN $2 ELSE locale END, \
+             country = CASE WHEN $3 THEN $4 ELSE country END, updated_at = $5 WHERE id = $6 \
+             RETURNING {CITIZEN_COLUMNS}"
+        ))
+        .bind(locale.is_some())
+        .bind(locale.map(|l| l.as_str()))
+        .bind(country.is_some())
+        .bind(country.flatten().map(|c| c.as_str().to_string()))
+        .bind(now())
+        .bind(id.0)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(CitizenRow::into_domain).transpose()
     }
 
     async fn citizens_located_in(

@@ -498,4 +498,53 @@ impl ConversationStore for SqliteStore {
             })
             .collect()
     }
+
+    async fn message_by_client_id(
+        &self,
+        sender: PersonId,
+        client_msg_id: &ClientMsgId,
+    ) -> AppResult<Option<Message>> {
+        let row: Option<MessageRow> = sqlx::query_as(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE sender_id = ? AND client_msg_id = ?"
+        ))
+        .bind(sender.to_string())
+        .bind(client_msg_id.as_str())
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(MessageRow::into_domain).transpose()
+    }
+
+    async fn edit_message(
+        &self,
+        id: MessageId,
+        body: &str,
+        at: Timestamp,
+    ) -> AppResult<Option<Message>> {
+        let row: Option<MessageRow> = write_tx!(self, |tx| {
+            let r = sqlx::query(
+                "INSERT INTO message_edits (message_id, edited_at, body) \
+                 SELECT id, ?, body FROM messages WHERE id = ?",
+            )
+            .bind(fmt_time(at))
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+            if r.rows_affected() == 0 {
+                None
+            } else {
+                sqlx::query("UPDATE messages SET body = ? WHERE id = ?")
+                    .bind(body)
+                    .bind(id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query_as(&format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?"
+                ))
+                .bind(id.to_string())
+                .fetch_optional(&mut *tx)
+                .await?
+            }
+        });
+        row.map(MessageRow::into_domain).transpose()
+    }
 }

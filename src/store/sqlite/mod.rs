@@ -7,7 +7,7 @@
 //! and the commit writer can put many messages in one fsync.
 //!
 //! Split by aggregate: conversations and messages, people and sessions, workflow and
-//! audit, attachments, knowledge base, outbox.
+//! audit, attachments, knowledge base, outbox, Telegram chats.
 
 mod attachments;
 mod conversations;
@@ -15,6 +15,7 @@ mod escalations;
 mod kb;
 mod outbox;
 mod people;
+mod telegram;
 mod workflow;
 
 use std::path::Path;

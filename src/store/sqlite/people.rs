@@ -8,7 +8,7 @@ use crate::domain::model::*;
 use crate::domain::ports::PeopleStore;
 
 const AGENT_COLUMNS: &str = "id, email, name, role, password_hash, capacity, presence";
-const CITIZEN_COLUMNS: &str = "id, external_sub, display_name, locale, country, \
+pub(super) const CITIZEN_COLUMNS: &str = "id, external_sub, display_name, locale, country, \
      location_lat, location_lon, location_accuracy_m";
 
 #[derive(sqlx::FromRow)]
@@ -23,7 +23,7 @@ struct AgentRow {
 }
 
 #[derive(sqlx::FromRow)]
-struct CitizenRow {
+pub(super) struct CitizenRow {
     id: String,
     external_sub: Option<String>,
     display_name: String,
@@ -35,7 +35,7 @@ struct CitizenRow {
 }
 
 impl CitizenRow {
-    fn into_domain(self) -> AppResult<Citizen> {
+    pub(super) fn into_domain(self) -> AppResult<Citizen> {
         Ok(Citizen {
             id: CitizenId(uuid(&self.id)?),
             external_sub: self.external_sub,
@@ -293,6 +293,37 @@ impl PeopleStore for SqliteStore {
         .execute(&mut *w)
         .await?;
         Ok(())
+    }
+
+    async fn update_citizen_profile(
+        &self,
+        id: CitizenId,
+        locale: Option<&Locale>,
+        country: Option<Option<CountryCode>>,
+    ) -> AppResult<Option<Citizen>> {
+        let mut w = self.writer().await;
+        let r = sqlx::query(
+            "UPDATE citizens SET locale = CASE WHEN ? THEN ? ELSE locale END, \
+             country = CASE WHEN ? THEN ? ELSE country END, updated_at = ? WHERE id = ?",
+        )
+        .bind(locale.is_some())
+        .bind(locale.map(|l| l.as_str().to_string()))
+        .bind(country.is_some())
+        .bind(country.flatten().map(|c| c.as_str().to_string()))
+        .bind(fmt_time(now()))
+        .bind(id.to_string())
+        .execute(&mut *w)
+        .await?;
+        if r.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let row: CitizenRow = sqlx::query_as(&format!(
+            "SELECT {CITIZEN_COLUMNS} FROM citizens WHERE id = ?"
+        ))
+        .bind(id.to_string())
+        .fetch_one(&mut *w)
+        .await?;
+        row.into_domain().map(Some)
     }
 
     async fn citizens_located_in(

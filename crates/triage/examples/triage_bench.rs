@@ -1,7 +1,7 @@
 //! Cost of one classification, printed (never asserted):
 //!
 //! ```text
-//! cargo run --release -p lingshi-triage --example bench
+//! cargo run --release -p lingshi-triage --example triage_bench
 //! ```
 //!
 //! Every message of the labelled set is classified many times and each call is timed;
