@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::domain::assigner::MergeQueue;
-use crate::domain::attachments::{AttachmentState, Blobs};
+use crate::domain::attachments::AttachmentState;
 use crate::domain::events::{Connections, Publisher};
 use crate::domain::identity::IdentityVerifier;
 use crate::domain::kb::KbState;
@@ -19,7 +19,6 @@ use crate::domain::ports::Store;
 use crate::domain::writer::{Writer, WriterParts};
 use crate::domain::{Domain, Inner};
 use crate::metrics::Metrics;
-use crate::store::SqliteStore;
 
 /// A domain with its writer running, for the command line and the server alike.
 pub struct Opened {
@@ -40,7 +39,8 @@ impl Opened {
 }
 
 /// Open the store and build the domain around `publisher` and `connections` (the hub
-/// for a server, nothing for a command). `engine` is the search index the domain
+/// for a server, or the message bus in front of it on a cluster node; nothing for a
+/// command). `engine` is the search index the domain
 /// searches (a command that must not hold the index passes an empty one).
 pub async fn open(
     config: Arc<Config>,
@@ -49,7 +49,9 @@ pub async fn open(
     metrics: Arc<Metrics>,
     engine: Arc<dyn lingshi_search::SearchEngine>,
 ) -> anyhow::Result<Opened> {
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.data_dir).await?);
+    let node = node_name(&config)?;
+    let backend = crate::store::open(&config, &node).await?;
+    let store = backend.store;
     let identity = IdentityVerifier::from_config(&config.identity)?;
     let triage = crate::domain::triage::TriageState::load(&config)?;
     let assigner = MergeQueue::new();
@@ -69,7 +71,7 @@ pub async fn open(
         writer_stop.clone(),
     );
     let attachments = AttachmentState {
-        blobs: Blobs::open(&config.data_dir).context("cannot create the attachments folder")?,
+        blobs: backend.blobs,
         limits: Arc::new(lingshi_media::Limits {
             max_bytes: config.limits.image_max_bytes,
             max_pixels: config.limits.image_max_pixels,
@@ -77,7 +79,7 @@ pub async fn open(
         }),
     };
     let domain = Domain::new(Inner {
-        limits: Limiters::new(&config.limits),
+        limits: Arc::new(Limiters::new(&config.limits)),
         config,
         store: store.clone(),
         publisher,
@@ -99,4 +101,41 @@ pub async fn open(
         writer_stop,
         writer_task,
     })
+}
+
+/// This node's stable name: `cluster.node_name`, or one made up once and kept in the
+/// data dir (so a restarted node is the same node to the index queue's followers).
+pub fn node_name(config: &Config) -> anyhow::Result<String> {
+    if !config.cluster.node_name.is_empty() {
+        return Ok(config.cluster.node_name.clone());
+    }
+    let path = config.data_dir.join("node-id");
+    if let Ok(s) = std::fs::read_to_string(&path) {
+        let s = s.trim();
+        if !s.is_empty() {
+            return Ok(s.to_string());
+        }
+    }
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "node".into());
+    let name = format!(
+        "{host}-{}",
+        &uuid::Uuid::now_v7().simple().to_string()[24..]
+    );
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, &name)
+        .and_then(|_| std::fs::rename(&tmp, &path))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(name)
+}
+
+/// This process's name in worker leases: one per process, so a restarted node waits
+/// for (or was handed back) its predecessor's lease instead of sharing it.
+pub fn lease_holder(node: &str) -> String {
+    format!("{node}:{}:{}", std::process::id(), uuid::Uuid::now_v7())
 }

@@ -412,12 +412,50 @@ impl Telegram {
     }
 }
 
+/// Running several nodes behind a load balancer (with `database_url` on Postgres).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct Cluster {
+    /// `nats://host:4222` of the message bus that carries live events between nodes;
+    /// empty = this node is alone (nothing leaves the process).
+    pub nats_url: String,
+    /// First token of every subject this deployment uses on the bus, so several
+    /// deployments (or test runs) can share one NATS server.
+    pub subject_prefix: String,
+    /// This node's name in logs, leases and the index-follower table; empty = the
+    /// name kept in `DATA_DIR/node-id` (created on first start).
+    pub node_name: String,
+    /// Seconds a node's presence report (which agents have sockets on it) stays valid
+    /// without a refresh; a node that stops reporting is treated as gone.
+    pub presence_ttl_secs: u64,
+    /// Seconds a node holds a worker lease (the outbox) without renewing it: how long
+    /// the work waits when the holder dies.
+    pub lease_ttl_secs: u64,
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        Cluster {
+            nats_url: String::new(),
+            subject_prefix: "lingshi".into(),
+            node_name: String::new(),
+            presence_ttl_secs: 15,
+            lease_ttl_secs: 10,
+        }
+    }
+}
+
 /// The whole configuration of one Lingshi process.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default)]
 pub struct Config {
     pub bind: String,
     pub data_dir: PathBuf,
+    /// `postgres://user:password@host/db` to keep everything in Postgres (several
+    /// nodes can then share it); empty = SQLite in `data_dir`.
+    pub database_url: Secret,
+    /// Connections this node keeps open to Postgres.
+    pub database_max_connections: u32,
     /// `text` for people, `json` for log shippers.
     pub log_format: String,
     /// tracing filter, e.g. `info,lingshi=debug`; `RUST_LOG` wins when set.
@@ -430,6 +468,7 @@ pub struct Config {
     pub kb: KbSettings,
     pub search: SearchSettings,
     pub webhooks: Vec<Webhook>,
+    pub cluster: Cluster,
     pub telegram: Telegram,
     pub hotline: Hotline,
     pub triage: TriageSettings,
@@ -440,6 +479,8 @@ impl Default for Config {
         Config {
             bind: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from("./data"),
+            database_url: Secret::default(),
+            database_max_connections: 16,
             log_format: "text".into(),
             log_level: "info".into(),
             default_mission: "mfa".into(),
@@ -457,6 +498,7 @@ impl Default for Config {
             kb: KbSettings::default(),
             search: SearchSettings::default(),
             webhooks: vec![],
+            cluster: Cluster::default(),
             telegram: Telegram::default(),
             hotline: Hotline::default(),
             triage: TriageSettings::default(),
@@ -605,6 +647,36 @@ impl Config {
                     w.name
                 ));
             }
+        }
+        let url = self.database_url.expose();
+        if !(url.is_empty() || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return bad(
+                "database_url must start with postgres:// (or be empty for SQLite in data_dir)"
+                    .into(),
+            );
+        }
+        if self.database_max_connections < 2 {
+            return bad("database_max_connections must be at least 2".into());
+        }
+        let c = &self.cluster;
+        if !c.nats_url.is_empty() && self.database_url.is_empty() {
+            return bad("cluster.nats_url is set but database_url is empty: several nodes must share one Postgres database (SQLite serves one node)".into());
+        }
+        if c.subject_prefix.is_empty()
+            || !c
+                .subject_prefix
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+        {
+            return bad(format!(
+                "cluster.subject_prefix {:?} must be letters, digits, '-' or '_'",
+                c.subject_prefix
+            ));
+        }
+        if c.presence_ttl_secs < 3 || c.lease_ttl_secs < 3 {
+            return bad(
+                "cluster.presence_ttl_secs and cluster.lease_ttl_secs must be at least 3".into(),
+            );
         }
         self.validate_telegram()?;
         if !self.hotline.url.is_empty() {
@@ -836,6 +908,24 @@ mod tests {
     fn secrets_do_not_print() {
         let mut c = Config::default();
         c.identity.hs256_secret = Secret::new("hunter2");
-        assert!(!format!("{c:?}").contains("hunter2"));
+        c.database_url = Secret::new("postgres://lingshi:hunter3@db/lingshi");
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2") && !shown.contains("hunter3"));
+    }
+
+    #[test]
+    fn a_bus_needs_a_shared_database() {
+        let mut c = with_missions();
+        c.cluster.nats_url = "nats://127.0.0.1:4222".into();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("database_url is empty"), "{e}");
+        c.database_url = Secret::new("postgres://db/lingshi");
+        c.validate().unwrap();
+        c.database_url = Secret::new("mysql://db/lingshi");
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("postgres://"));
     }
 }

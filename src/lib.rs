@@ -6,6 +6,7 @@ pub mod app;
 pub mod assembly;
 pub mod bridges;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod domain;
 pub mod error;

@@ -78,6 +78,16 @@ pub struct Metrics {
     pub outbox_failures: AtomicU64,
     /// Time from a row's commit to its delivery.
     pub outbox_delivery_seconds: Histogram,
+    /// Message bus: 1 connected, 0 disconnected, -1 no bus (a single node).
+    pub bus_connected: AtomicI64,
+    /// Other nodes heard from within the presence TTL.
+    pub bus_nodes: AtomicI64,
+    pub bus_events_out: AtomicU64,
+    pub bus_events_in: AtomicU64,
+    /// Events not handed to the bus (its queue was full); other nodes resync.
+    pub bus_events_dropped: AtomicU64,
+    /// Times this node asked its clients to resume because events may be lost.
+    pub bus_resyncs: AtomicU64,
     /// Time from an emergency message or SOS reaching the server to the guidance being
     /// committed (the citizen sees it with the ack).
     pub guidance_seconds: Histogram,
@@ -106,6 +116,12 @@ impl Default for Metrics {
             outbox_delivered: AtomicU64::new(0),
             outbox_failures: AtomicU64::new(0),
             outbox_delivery_seconds: Histogram::new(DELIVERY_BOUNDS),
+            bus_connected: AtomicI64::new(-1),
+            bus_nodes: AtomicI64::new(0),
+            bus_events_out: AtomicU64::new(0),
+            bus_events_in: AtomicU64::new(0),
+            bus_events_dropped: AtomicU64::new(0),
+            bus_resyncs: AtomicU64::new(0),
             guidance_seconds: Histogram::new(LATENCY_BOUNDS),
             escalation_delivery_seconds: Histogram::new(DELIVERY_BOUNDS),
             escalations_unacknowledged: AtomicI64::new(0),
@@ -193,6 +209,42 @@ impl Metrics {
             "Failed outbox delivery attempts.",
             "counter",
             self.outbox_failures.load(Relaxed).to_string(),
+        );
+        gauge(
+            "lingshi_bus_connected",
+            "Message bus connection: 1 connected, 0 disconnected, -1 single node (no bus).",
+            "gauge",
+            self.bus_connected.load(Relaxed).to_string(),
+        );
+        gauge(
+            "lingshi_bus_nodes",
+            "Other nodes heard from on the bus within the presence TTL.",
+            "gauge",
+            self.bus_nodes.load(Relaxed).to_string(),
+        );
+        gauge(
+            "lingshi_bus_events_out_total",
+            "Events published to other nodes.",
+            "counter",
+            self.bus_events_out.load(Relaxed).to_string(),
+        );
+        gauge(
+            "lingshi_bus_events_in_total",
+            "Events received from other nodes.",
+            "counter",
+            self.bus_events_in.load(Relaxed).to_string(),
+        );
+        gauge(
+            "lingshi_bus_events_dropped_total",
+            "Events not handed to the bus because its queue was full.",
+            "counter",
+            self.bus_events_dropped.load(Relaxed).to_string(),
+        );
+        gauge(
+            "lingshi_bus_resyncs_total",
+            "Times this node closed its sockets (1012) because events from other nodes may be lost.",
+            "counter",
+            self.bus_resyncs.load(Relaxed).to_string(),
         );
         gauge(
             "lingshi_escalations_unacknowledged",

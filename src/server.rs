@@ -13,10 +13,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{App, AppState};
-use crate::assembly::{open, Opened};
+use crate::assembly::{lease_holder, node_name, open, Opened};
 use crate::bridges::telegram::TelegramTap;
+use crate::cluster::{Bus, Hooks};
 use crate::config::{Config, TelegramMode};
-use crate::domain::events::{Observed, Publisher};
+use crate::domain::events::{Connections, Observed, Publisher};
 use crate::domain::kb::indexer::Indexer;
 use crate::domain::outbox::OutboxWorker;
 use crate::http::listener::{connection_budget, ConnectionLimits};
@@ -33,6 +34,7 @@ pub struct Server {
     serve_task: JoinHandle<()>,
     setup_token: Option<String>,
     telegram: Option<lingshi_telegram::Bridge>,
+    bus: Option<Bus>,
 }
 
 impl Server {
@@ -55,30 +57,63 @@ impl Server {
                     config.search.backend
                 ),
             })?;
-        // The Telegram bridge is woken by the events of its conversations.
+        let node = node_name(&config)?;
+        let stop_background = CancellationToken::new();
+        // Several nodes: events and presence go through the bus, which feeds the hub.
+        let bus = if config.cluster.nats_url.is_empty() {
+            None
+        } else {
+            Some(
+                Bus::start(
+                    &config,
+                    &node,
+                    hub.clone(),
+                    metrics.clone(),
+                    stop_background.clone(),
+                )
+                .await?,
+            )
+        };
+        let (fanout, connections): (Arc<dyn Publisher>, Arc<dyn Connections>) = match &bus {
+            Some(b) => (Arc::new(b.clone()), Arc::new(b.clone())),
+            None => (hub.clone(), hub.clone()),
+        };
+        // The Telegram bridge is woken by the events of its conversations (those
+        // committed on this node; the bridge's scan covers the others).
         let nudges = lingshi_telegram::Nudges::new();
         let publisher: Arc<dyn Publisher> = if config.telegram.enabled() {
             Arc::new(Observed {
                 observers: vec![Arc::new(TelegramTap(nudges.clone()))],
-                publisher: hub.clone(),
+                publisher: fanout,
             })
         } else {
-            hub.clone()
+            fanout
         };
         let opened = open(
             config.clone(),
             publisher,
-            hub.clone(),
+            connections,
             metrics.clone(),
             engine.clone(),
         )
         .await?;
         let domain = opened.domain.clone();
+        if let Some(b) = &bus {
+            let presence = domain.presence.clone();
+            let limits = domain.limits.clone();
+            b.set_hooks(Hooks {
+                agent_changed: Box::new(move |a| presence.push(a)),
+                limit_charged: Box::new(move |l, k, cost| limits.charge(l, k, cost)),
+            });
+            let mirror = b.clone();
+            domain
+                .limits
+                .mirror_to(Arc::new(move |l, k, cost| mirror.charge_limit(l, k, cost)));
+        }
         let setup_token = domain
             .open_setup()
             .await
             .map_err(|e| anyhow::anyhow!("cannot count the staff accounts: {}", e.detail()))?;
-        let stop_background = CancellationToken::new();
         domain.spawn_workers(&stop_background);
         hub.clone().spawn_heartbeat(
             Duration::from_secs(config.limits.ping_interval_secs),
@@ -101,10 +136,12 @@ impl Server {
         OutboxWorker {
             store: opened.store.clone(),
             courier: Arc::new(crate::outbound::Couriers::new(&config)?),
-            publisher: hub.clone(),
+            // The bus on a cluster node: staff on every node hear of a delivery.
+            publisher: domain.publisher.clone(),
             metrics: metrics.clone(),
             wake: domain.outbox_wake.clone(),
-            node: node_name(),
+            node: lease_holder(&node),
+            lease: Duration::from_secs(config.cluster.lease_ttl_secs),
         }
         .spawn(stop_background.clone());
         let telegram = if config.telegram.enabled() {
@@ -113,7 +150,7 @@ impl Server {
                 domain.clone(),
                 nudges,
                 stop_background.clone(),
-                node_name(),
+                lease_holder(&node),
             )?)
         } else {
             None
@@ -154,6 +191,7 @@ impl Server {
             serve_task,
             setup_token,
             telegram,
+            bus,
         })
     }
 
@@ -208,6 +246,9 @@ impl Server {
             Ok(Err(e)) => tracing::warn!(error = %e, "server task failed"),
             Err(_) => tracing::warn!("in-flight requests did not finish within 10 s"),
         }
+        if let Some(b) = &self.bus {
+            b.leave().await;
+        }
         self.stop_background.cancel();
         if let Some(bridge) = self.telegram.take() {
             // Sends in flight finish and save their cursors before the store closes.
@@ -232,14 +273,6 @@ impl Server {
         tracing::info!("shutdown complete");
         Ok(())
     }
-}
-
-/// This process's name in worker leases.
-fn node_name() -> String {
-    let host = std::fs::read_to_string("/etc/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "node".into());
-    format!("{host}:{}:{}", std::process::id(), uuid::Uuid::now_v7())
 }
 
 /// Run until SIGTERM or Ctrl-C, then shut down gracefully.

@@ -192,7 +192,7 @@ pub async fn run(opts: &target::ServerOpts, args: EmergencyArgs) -> anyhow::Resu
         "whsec_YmVuY2ggc2lnbmluZyBrZXkgb2YgMzIgYnl0ZXMhIQ==",
     );
     let mut t = Target::spawn_lingshi(opts, 10_000, None).await?;
-    let mut rig = throughput::setup(&t, args.conversations, 1).await?;
+    let mut rig = throughput::setup(&t, &t, args.conversations, 1).await?;
     let duration = args.interval * args.probes as u32 + Duration::from_secs(2);
     let rate = args.background_rate;
     let background = tokio::spawn(async move { rig.step(rate, duration).await });

@@ -4,8 +4,12 @@
 mod coldstart;
 mod emergency;
 mod idle;
+// The throwaway Postgres cluster and NATS server the tests use, shared as source.
 mod relay;
 mod search;
+#[allow(dead_code)]
+#[path = "../../tests/common/services.rs"]
+mod services;
 mod target;
 mod telegram;
 mod throughput;
@@ -19,7 +23,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
 
-use crate::target::{ServerOpts, Target};
+use crate::target::{Placement, ServerOpts, Target};
 use crate::util::{fmt_ms, ratio, table};
 
 #[derive(Parser, Debug)]
@@ -94,6 +98,8 @@ enum Cmd {
         /// Frames per second per socket allowed by the started server.
         #[arg(long, default_value_t = 1000)]
         frames_per_second: u32,
+        #[command(flatten)]
+        deployment: DeploymentArgs,
     },
     /// Knowledge-base import and search latency (HTTP and in-process).
     Search {
@@ -160,6 +166,82 @@ enum Cmd {
     },
 }
 
+/// Which backend started servers use, and how many nodes.
+#[derive(Args, Debug, Clone)]
+struct DeploymentArgs {
+    /// `sqlite` (one node, the default) or `postgres`.
+    #[arg(long, default_value = "sqlite")]
+    backend: String,
+    /// Nodes to start (more than one needs `--backend postgres`): citizens connect to
+    /// the first, agents to the last, so every message crosses the bus.
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
+    /// Postgres database to use as is (default: a throwaway cluster with a fresh
+    /// database per run, started with the binaries of Debian's `postgresql`).
+    #[arg(long)]
+    database_url: Option<String>,
+    /// NATS server for several nodes (default: a throwaway `nats-server`).
+    #[arg(long)]
+    nats_url: Option<String>,
+}
+
+impl DeploymentArgs {
+    fn sqlite() -> Self {
+        DeploymentArgs {
+            backend: "sqlite".into(),
+            nodes: 1,
+            database_url: None,
+            nats_url: None,
+        }
+    }
+
+    fn label(&self) -> String {
+        match (self.backend.as_str(), self.nodes) {
+            (b, 1) => b.to_string(),
+            (b, n) => format!("{b} ×{n} nodes"),
+        }
+    }
+
+    /// One placement per node (empty for SQLite).
+    fn placements(&self) -> anyhow::Result<Vec<Placement>> {
+        match self.backend.as_str() {
+            "sqlite" if self.nodes == 1 => return Ok(vec![Placement::default()]),
+            "sqlite" => bail!("several nodes need --backend postgres"),
+            "postgres" => {}
+            other => bail!("--backend {other:?}: sqlite or postgres"),
+        }
+        if self.nodes == 0 {
+            bail!("--nodes must be at least 1");
+        }
+        let db = match &self.database_url {
+            Some(u) => u.clone(),
+            None => services::postgres()
+                .context("--backend postgres needs Postgres (or --database-url)")?
+                .fresh_database(),
+        };
+        let nats = if self.nodes > 1 {
+            Some(match &self.nats_url {
+                Some(u) => u.clone(),
+                None => services::nats()
+                    .context("several nodes need nats-server (or --nats-url)")?
+                    .url
+                    .clone(),
+            })
+        } else {
+            None
+        };
+        let prefix = format!("bench{}", &uuid::Uuid::now_v7().simple().to_string()[24..]);
+        Ok((0..self.nodes)
+            .map(|i| Placement {
+                database_url: Some(db.clone()),
+                nats_url: nats.clone(),
+                subject_prefix: nats.as_ref().map(|_| prefix.clone()),
+                node_name: Some(format!("bench-node-{}", (b'a' + i as u8) as char)),
+            })
+            .collect())
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // Idle workers only hold sockets; everything else (the relay baseline included, like
@@ -217,6 +299,7 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
             find_max,
             max_steps,
             frames_per_second,
+            deployment,
         } => {
             cmd_throughput(
                 &opts,
@@ -229,6 +312,7 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
                     find_max,
                     max_steps,
                     frames_per_second,
+                    deployment,
                 },
             )
             .await?
@@ -381,6 +465,7 @@ struct ThroughputArgs {
     find_max: bool,
     max_steps: usize,
     frames_per_second: u32,
+    deployment: DeploymentArgs,
 }
 
 async fn cmd_throughput(
@@ -396,9 +481,16 @@ async fn cmd_throughput(
         );
     }
     let (ours, ours_best) = {
-        let mut t = Target::spawn_lingshi(opts, a.frames_per_second, None).await?;
+        let mut nodes = vec![];
+        for place in a.deployment.placements()? {
+            nodes.push(
+                Target::spawn_lingshi_placed(opts, a.frames_per_second, None, &place, &[]).await?,
+            );
+        }
+        eprintln!("[lingshi] throughput on {}", a.deployment.label());
+        let refs: Vec<&Target> = nodes.iter().collect();
         let r = throughput::run(
-            &t,
+            &refs,
             a.conversations,
             a.agents,
             a.rate,
@@ -407,13 +499,15 @@ async fn cmd_throughput(
             a.max_steps,
         )
         .await?;
-        t.stop()?;
+        for t in &mut nodes {
+            t.stop()?;
+        }
         r
     };
     let (base, base_best) = if baseline {
         let mut t = Target::spawn_relay().await?;
         let r = throughput::run(
-            &t,
+            &[&t],
             a.conversations,
             a.agents,
             a.rate,
@@ -428,7 +522,8 @@ async fn cmd_throughput(
         (vec![], None)
     };
     println!(
-        "\nthroughput: {} conversations, {} agents, {:.0} s per rate",
+        "\nthroughput ({}): {} conversations, {} agents, {:.0} s per rate",
+        a.deployment.label(),
         a.conversations,
         a.agents,
         a.duration.as_secs_f64()
@@ -532,6 +627,7 @@ async fn cmd_throughput(
     }
     let steps = |v: &Vec<throughput::StepFigures>| v.iter().map(|s| s.json()).collect::<Vec<_>>();
     Ok(json!({"throughput": {
+        "deployment": a.deployment.label(),
         "conversations": a.conversations, "agents": a.agents, "duration_secs": a.duration.as_secs_f64(),
         "lingshi": steps(&ours), "baseline": steps(&base),
         "lingshi_max_rate": ours_best, "baseline_max_rate": base_best}}))
@@ -716,6 +812,7 @@ async fn cmd_smoke(opts: &ServerOpts, json_out: Option<&PathBuf>) -> anyhow::Res
             find_max: false,
             max_steps: 1,
             frames_per_second: 1000,
+            deployment: DeploymentArgs::sqlite(),
         },
     )
     .await;
@@ -723,6 +820,33 @@ async fn cmd_smoke(opts: &ServerOpts, json_out: Option<&PathBuf>) -> anyhow::Res
         let o = &v["throughput"]["lingshi"][0];
         o["acked"].as_u64().unwrap_or(0) > 0 && o["ack"]["p99_ms"].is_number()
     });
+    // Two nodes on Postgres, when Postgres and NATS are installed (CI installs them).
+    if services::postgres().is_some() && services::nats().is_some() && opts.url.is_none() {
+        let r = cmd_throughput(
+            opts,
+            false,
+            ThroughputArgs {
+                conversations: 20,
+                agents: 2,
+                rate: 100.0,
+                duration: Duration::from_secs(2),
+                find_max: false,
+                max_steps: 1,
+                frames_per_second: 1000,
+                deployment: DeploymentArgs {
+                    backend: "postgres".into(),
+                    nodes: 2,
+                    database_url: None,
+                    nats_url: None,
+                },
+            },
+        )
+        .await;
+        record("throughput-postgres-2-nodes", r, |v| {
+            let o = &v["throughput"]["lingshi"][0];
+            o["acked"].as_u64().unwrap_or(0) > 0 && o["delivery"]["p99_ms"].is_number()
+        });
+    }
     let r = cmd_search(opts, 2_000, 200, 42).await;
     record("search", r, |v| {
         v["search"]["http"]["all"]["n"].as_u64().unwrap_or(0) > 0

@@ -64,11 +64,45 @@ pub struct Target {
     _tmp: Option<tempfile::TempDir>,
 }
 
+/// Where a started server keeps its data and how it meets other nodes (empty: SQLite
+/// in its data dir, alone).
+#[derive(Clone, Debug, Default)]
+pub struct Placement {
+    pub database_url: Option<String>,
+    pub nats_url: Option<String>,
+    pub subject_prefix: Option<String>,
+    pub node_name: Option<String>,
+}
+
 /// The missions config the bench runs with (shape of config/lingshi.toml).
 pub fn write_config(dir: &Path, repo: &Path, log_level: &str) -> anyhow::Result<PathBuf> {
+    write_config_placed(dir, repo, log_level, &Placement::default())
+}
+
+/// [`write_config`] with a database URL and cluster settings.
+pub fn write_config_placed(
+    dir: &Path,
+    repo: &Path,
+    log_level: &str,
+    place: &Placement,
+) -> anyhow::Result<PathBuf> {
     let synonyms = repo.join("knowledge-base/synonyms.toml");
     let mut text =
-        format!("log_format = \"text\"\nlog_level = {log_level:?}\ndefault_mission = \"mfa\"\n\n");
+        format!("log_format = \"text\"\nlog_level = {log_level:?}\ndefault_mission = \"mfa\"\n");
+    if let Some(url) = &place.database_url {
+        text.push_str(&format!("database_url = {url:?}\n"));
+    }
+    text.push('\n');
+    if let Some(nats) = &place.nats_url {
+        text.push_str(&format!("[cluster]\nnats_url = {nats:?}\n"));
+        if let Some(p) = &place.subject_prefix {
+            text.push_str(&format!("subject_prefix = {p:?}\n"));
+        }
+        if let Some(n) = &place.node_name {
+            text.push_str(&format!("node_name = {n:?}\n"));
+        }
+        text.push('\n');
+    }
     for (id, name, countries, tz) in [
         ("mfa", "Consular Protection Center", "[]", "Asia/Shanghai"),
         ("be", "Embassy in Belgium", "[\"BE\"]", "Europe/Brussels"),
@@ -107,7 +141,14 @@ impl Target {
         frames_per_second: u32,
         data_dir: Option<&Path>,
     ) -> anyhow::Result<Target> {
-        Target::spawn_lingshi_env(opts, frames_per_second, data_dir, &[]).await
+        Self::spawn_lingshi_placed(
+            opts,
+            frames_per_second,
+            data_dir,
+            &Placement::default(),
+            &[],
+        )
+        .await
     }
 
     /// [`Target::spawn_lingshi`] with extra `LINGSHI_*` settings in the environment.
@@ -115,6 +156,25 @@ impl Target {
         opts: &ServerOpts,
         frames_per_second: u32,
         data_dir: Option<&Path>,
+        env: &[(&str, String)],
+    ) -> anyhow::Result<Target> {
+        Self::spawn_lingshi_placed(
+            opts,
+            frames_per_second,
+            data_dir,
+            &Placement::default(),
+            env,
+        )
+        .await
+    }
+
+    /// [`Target::spawn_lingshi`] on a given database and bus, with extra `LINGSHI_*`
+    /// settings in the environment.
+    pub async fn spawn_lingshi_placed(
+        opts: &ServerOpts,
+        frames_per_second: u32,
+        data_dir: Option<&Path>,
+        place: &Placement,
         env: &[(&str, String)],
     ) -> anyhow::Result<Target> {
         if let Some(url) = &opts.url {
@@ -129,7 +189,7 @@ impl Target {
         let tmp = tempfile::Builder::new()
             .prefix("lingshi-bench-")
             .tempdir()?;
-        let config = write_config(tmp.path(), &opts.repo, &opts.log_level)?;
+        let config = write_config_placed(tmp.path(), &opts.repo, &opts.log_level, place)?;
         let data = match data_dir {
             Some(d) => d.to_path_buf(),
             None => tmp.path().join("data"),

@@ -1,5 +1,6 @@
 //! `throughput`: citizens send at a fixed open-loop aggregate rate; agents of mission
-//! `be` receive every message. Ack latency (send → ack) and delivery latency (send →
+//! `be` receive every message (with two nodes: citizens on the first, agents on the
+//! second, so every message crosses the bus). Ack latency (send → ack) and delivery latency (send →
 //! the agent's `message` frame) are measured from each message's *scheduled* send time,
 //! so a sender that falls behind counts against the server, not for it.
 
@@ -91,16 +92,19 @@ impl StepFigures {
 
 pub struct Rig {
     kind: Kind,
-    pid: Option<u32>,
-    api: Option<target::Api>,
+    /// Every node's pid (CPU is summed).
+    pids: Vec<u32>,
+    /// Every node's API (commit metrics are summed).
+    apis: Vec<target::Api>,
     senders: Vec<(mpsc::UnboundedSender<Message>, String)>,
     current: Current,
     agents: usize,
     nonce: u64,
 }
 
-/// Connect `n` citizens (each with a conversation) and `agents` agents of mission `be`.
-pub async fn setup(t: &Target, n: usize, agents: usize) -> anyhow::Result<Rig> {
+/// Connect `n` citizens (each with a conversation) to `t` and `agents` agents of mission
+/// `be` to `agents_on` (the same server, or another node of it).
+pub async fn setup(t: &Target, agents_on: &Target, n: usize, agents: usize) -> anyhow::Result<Rig> {
     let current: Current = Arc::default();
     let started = Instant::now();
     let tokens = citizen_tokens(t, n, "BE").await?;
@@ -125,7 +129,8 @@ pub async fn setup(t: &Target, n: usize, agents: usize) -> anyhow::Result<Rig> {
     for j in 0..agents {
         if t.kind == Kind::Lingshi {
             agent_tokens.push(
-                t.agent(&format!("bench-{run_id}-{j}@agents.example"))
+                agents_on
+                    .agent(&format!("bench-{run_id}-{j}@agents.example"))
                     .await?,
             );
         } else {
@@ -133,7 +138,7 @@ pub async fn setup(t: &Target, n: usize, agents: usize) -> anyhow::Result<Rig> {
         }
     }
     for tok in &agent_tokens {
-        let mut ws = target::ws_connect(&t.ws_url, t.addr, None).await?;
+        let mut ws = target::ws_connect(&agents_on.ws_url, agents_on.addr, None).await?;
         target::ws_hello(&mut ws, tok, Duration::from_secs(10)).await?;
         let current = current.clone();
         tokio::spawn(async move {
@@ -220,10 +225,19 @@ pub async fn setup(t: &Target, n: usize, agents: usize) -> anyhow::Result<Rig> {
         t.kind.label(),
         started.elapsed().as_secs_f64()
     );
+    let nodes: Vec<&Target> = if std::ptr::eq(t, agents_on) {
+        vec![t]
+    } else {
+        vec![t, agents_on]
+    };
     Ok(Rig {
         kind: t.kind,
-        pid: t.pid,
-        api: (t.kind == Kind::Lingshi).then(|| t.api()),
+        pids: nodes.iter().filter_map(|n| n.pid).collect(),
+        apis: if t.kind == Kind::Lingshi {
+            nodes.iter().map(|n| n.api()).collect()
+        } else {
+            vec![]
+        },
         senders,
         current,
         agents,
@@ -242,11 +256,8 @@ impl Rig {
         if total > u32::MAX as usize {
             bail!("too many messages for one step");
         }
-        let before = match &self.api {
-            Some(a) => Some(a.metrics().await?),
-            None => None,
-        };
-        let ticks0 = self.pid.and_then(|p| util::cpu_ticks(p).ok());
+        let before = self.metrics().await?;
+        let ticks0 = self.cpu_ticks();
         let step = Arc::new(Step {
             nonce: self.nonce,
             t0: Instant::now(),
@@ -284,22 +295,25 @@ impl Rig {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let cpu = match (self.pid, ticks0) {
-            (Some(p), Some(t0)) => util::cpu_ticks(p).ok().map(|t1| {
+        let cpu = match (ticks0, self.cpu_ticks()) {
+            (Some(t0), Some(t1)) => Some(
                 (t1 - t0) as f64 / util::clock_ticks_per_sec() / step.t0.elapsed().as_secs_f64()
-                    * 100.0
-            }),
+                    * 100.0,
+            ),
             _ => None,
         };
         tokio::time::sleep(Duration::from_millis(200)).await;
         *self.current.write().expect("lock") = None;
-        let after = match &self.api {
-            Some(a) => Some(a.metrics().await?),
-            None => None,
-        };
+        let after = self.metrics().await?;
         let (mean_batch, commits) = match (before, after) {
             (Some(b), Some(a)) => {
-                let d = |n: &str| Some(metric(&a, n)? - metric(&b, n)?);
+                let d = |n: &str| {
+                    let mut sum = 0.0;
+                    for (a, b) in a.iter().zip(&b) {
+                        sum += metric(a, n)? - metric(b, n)?;
+                    }
+                    Some(sum)
+                };
                 let sum = d("lingshi_commit_batch_size_sum");
                 let count = d("lingshi_commit_batch_size_count");
                 let commits = d("lingshi_commits_total");
@@ -343,11 +357,35 @@ impl Rig {
     pub fn label(&self) -> &'static str {
         self.kind.label()
     }
+
+    /// Every node's `/metrics` text (`None` for the baseline).
+    async fn metrics(&self) -> anyhow::Result<Option<Vec<String>>> {
+        if self.apis.is_empty() {
+            return Ok(None);
+        }
+        let mut out = vec![];
+        for a in &self.apis {
+            out.push(a.metrics().await?);
+        }
+        Ok(Some(out))
+    }
+
+    /// CPU ticks of every node, summed.
+    fn cpu_ticks(&self) -> Option<u64> {
+        if self.pids.is_empty() {
+            return None;
+        }
+        self.pids
+            .iter()
+            .map(|p| util::cpu_ticks(*p).ok())
+            .sum::<Option<u64>>()
+    }
 }
 
 /// Run one rate, or step the rate up ×1.5 until p99 ack > limit or errors appear.
+/// Citizens connect to the first node, agents to the last.
 pub async fn run(
-    t: &Target,
+    nodes: &[&Target],
     conversations: usize,
     agents: usize,
     rate: f64,
@@ -355,7 +393,10 @@ pub async fn run(
     find_max: bool,
     max_steps: usize,
 ) -> anyhow::Result<(Vec<StepFigures>, Option<f64>)> {
-    let mut rig = setup(t, conversations, agents)
+    let (Some(first), Some(last)) = (nodes.first(), nodes.last()) else {
+        bail!("no server to measure");
+    };
+    let mut rig = setup(first, last, conversations, agents)
         .await
         .context("throughput setup")?;
     let mut steps = vec![];

@@ -1,9 +1,9 @@
 //! Image uploads: checked and re-encoded by `lingshi-media` (type from the bytes, size
 //! and pixel limits from the header, EXIF and all other metadata stripped, thumbnail),
-//! stored content-addressed by SHA-256 under `DATA_DIR/attachments`, written atomically
-//! (temp file, fsync, rename, fsync of the folder), and readable only by the uploader,
-//! the participants of a conversation holding the image, and that conversation's
-//! mission's agents (admins: all).
+//! stored content-addressed by SHA-256 in a [`BlobStore`] (a folder under
+//! `DATA_DIR/attachments` for one node, the database when several nodes share it), and
+//! readable only by the uploader, the participants of a conversation holding the
+//! image, and that conversation's mission's agents (admins: all).
 
 use std::io::Write;
 use std::net::IpAddr;
@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -21,15 +22,29 @@ use super::types::*;
 use super::{Domain, Principal};
 use crate::error::{AppError, AppResult};
 
-/// Content-addressed blob files.
+/// Where image bytes live, by SHA-256. A seam because one node keeps them in a folder
+/// next to its database, while several nodes need a store every one of them reaches.
+#[async_trait]
+pub trait BlobStore: Send + Sync {
+    /// Store `bytes` (if not already there) durably and return their hash.
+    async fn put(&self, bytes: Vec<u8>) -> std::io::Result<String>;
+    /// The bytes of a blob.
+    async fn read(&self, sha: &str) -> std::io::Result<Vec<u8>>;
+    /// Remove a blob no upload uses any more (after the store said so).
+    async fn remove(&self, sha: &str);
+}
+
+/// The hex SHA-256 a blob is stored under.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Content-addressed blob files in a folder, written atomically (temp file, fsync,
+/// rename, fsync of the folder).
 #[derive(Clone)]
 pub struct Blobs {
     dir: PathBuf,
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Blobs {
@@ -45,9 +60,8 @@ impl Blobs {
         self.dir.join(a).join(b)
     }
 
-    /// Store `bytes` (if not already there) and return their hash. Blocking: run it on
-    /// a blocking thread.
-    pub fn put(&self, bytes: &[u8]) -> std::io::Result<String> {
+    /// Blocking: run it on a blocking thread.
+    fn put_blocking(&self, bytes: &[u8]) -> std::io::Result<String> {
         let sha = sha256_hex(bytes);
         let path = self.path(&sha);
         if path.exists() {
@@ -65,13 +79,29 @@ impl Blobs {
         std::fs::File::open(parent)?.sync_all()?;
         Ok(sha)
     }
+}
 
-    /// The bytes of a blob. Blocking.
-    pub fn read(&self, sha: &str) -> std::io::Result<Vec<u8>> {
-        std::fs::read(self.path(sha))
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+#[async_trait]
+impl BlobStore for Blobs {
+    async fn put(&self, bytes: Vec<u8>) -> std::io::Result<String> {
+        let me = self.clone();
+        blocking(move || me.put_blocking(&bytes)).await
     }
 
-    pub fn remove(&self, sha: &str) {
+    async fn read(&self, sha: &str) -> std::io::Result<Vec<u8>> {
+        let path = self.path(sha);
+        blocking(move || std::fs::read(path)).await
+    }
+
+    async fn remove(&self, sha: &str) {
         if let Err(e) = std::fs::remove_file(self.path(sha)) {
             if e.kind() != std::io::ErrorKind::NotFound {
                 tracing::warn!(error = %e, sha, "cannot remove attachment file");
@@ -82,7 +112,7 @@ impl Blobs {
 
 /// Where uploads go and how big they may be.
 pub struct AttachmentState {
-    pub blobs: Blobs,
+    pub blobs: Arc<dyn BlobStore>,
     pub limits: Arc<lingshi_media::Limits>,
 }
 
@@ -148,24 +178,24 @@ impl Domain {
             ));
         }
         let limits = self.attachments.limits.clone();
-        let blobs = self.attachments.blobs.clone();
-        let (img, sha, thumb_sha) = tokio::task::spawn_blocking(move || -> AppResult<_> {
-            let img = lingshi_media::process(&bytes, &limits)?;
-            let sha = blobs
-                .put(&img.bytes)
-                .map_err(|e| AppError::Internal(e.into()))?;
-            let thumb_sha = blobs
-                .put(&img.thumb)
-                .map_err(|e| AppError::Internal(e.into()))?;
-            Ok((img, sha, thumb_sha))
-        })
-        .await
-        .map_err(|e| AppError::Internal(e.into()))??;
+        let mut img = tokio::task::spawn_blocking(move || lingshi_media::process(&bytes, &limits))
+            .await
+            .map_err(|e| AppError::Internal(e.into()))??;
+        let blobs = &self.attachments.blobs;
+        let stored_bytes = img.bytes.len() as i64;
+        let sha = blobs
+            .put(std::mem::take(&mut img.bytes))
+            .await
+            .map_err(|e| AppError::Internal(e.into()))?;
+        let thumb_sha = blobs
+            .put(std::mem::take(&mut img.thumb))
+            .await
+            .map_err(|e| AppError::Internal(e.into()))?;
         let rec = Attachment {
             id: AttachmentId::new(),
             sha256: sha,
             content_type: img.content_type.to_string(),
-            bytes: img.bytes.len() as i64,
+            bytes: stored_bytes,
             width: img.width as i64,
             height: img.height as i64,
             thumb_sha256: thumb_sha,
@@ -207,14 +237,9 @@ impl Domain {
             Variant::Original => (a.sha256, a.content_type),
             Variant::Thumbnail => (a.thumb_sha256, a.thumb_content_type),
         };
-        let blobs = self.attachments.blobs.clone();
-        let s = sha.clone();
-        let bytes = tokio::task::spawn_blocking(move || blobs.read(&s))
-            .await
-            .map_err(|e| AppError::Internal(e.into()))?
-            .map_err(|e| {
-                AppError::Internal(anyhow::anyhow!("attachment file {sha} unreadable: {e}"))
-            })?;
+        let bytes = self.attachments.blobs.read(&sha).await.map_err(|e| {
+            AppError::Internal(anyhow::anyhow!("attachment blob {sha} unreadable: {e}"))
+        })?;
         Ok(Download {
             id: a.id,
             sha256: sha,
@@ -228,7 +253,7 @@ impl Domain {
         let cutoff = now() - chrono::Duration::from_std(ttl).unwrap_or_default();
         let unused = self.store.collect_unreferenced_attachments(cutoff).await?;
         for sha in &unused {
-            self.attachments.blobs.remove(sha);
+            self.attachments.blobs.remove(sha).await;
         }
         if !unused.is_empty() {
             tracing::info!(files = unused.len(), "removed unreferenced uploads");

@@ -1,16 +1,24 @@
 //! Rate limits, in one place for every path: sign-ins per address, messages per sender
 //! (the socket, the HTTP fallback and bridges share one budget), uploads per person and
 //! upload bytes per address.
+//!
+//! With several nodes each node keeps its own buckets, and every token one node hands
+//! out is reported ([`Limiters::mirror_to`]) and charged on the others
+//! ([`Limiters::charge`]), so a client cannot multiply its allowance by spreading its
+//! requests over the nodes.
 
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use super::types::PersonId;
 use crate::config::Limits as Config;
 use crate::error::AppError;
+
+/// Told about every token a limiter hands out (the key and the cost).
+pub type Mirror<K> = Box<dyn Fn(&K, f64) + Send + Sync>;
 
 /// A token bucket per key.
 pub struct Limiter<K> {
@@ -19,6 +27,7 @@ pub struct Limiter<K> {
     /// Most tokens a key holds (its burst).
     burst: f64,
     buckets: Mutex<HashMap<K, (f64, Instant)>>,
+    mirror: OnceLock<Mirror<K>>,
 }
 
 impl<K: Hash + Eq + Clone> Limiter<K> {
@@ -27,7 +36,24 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
             rate: rate_per_sec,
             burst,
             buckets: Mutex::new(HashMap::new()),
+            mirror: OnceLock::new(),
         }
+    }
+
+    /// Report every token taken here (set once, by the wiring of a cluster node).
+    pub fn set_mirror(&self, mirror: Mirror<K>) {
+        let _ = self.mirror.set(mirror);
+    }
+
+    /// Tokens for `key` were taken on another node: take them here too (never below
+    /// zero, so a burst elsewhere delays this node by at most one refill).
+    pub fn charge(&self, key: &K, cost: f64) {
+        let now = Instant::now();
+        let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let (tokens, at) = map.entry(key.clone()).or_insert((self.burst, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate).min(self.burst);
+        *at = now;
+        *tokens = (*tokens - cost).max(0.0);
     }
 
     /// `n` per minute with a burst of `n`.
@@ -49,12 +75,19 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
         *at = now;
         if *tokens >= cost {
             *tokens -= cost;
+            drop(map);
+            if let Some(m) = self.mirror.get() {
+                m(key, cost);
+            }
             Ok(())
         } else {
             Err(((cost - *tokens) / self.rate).ceil().max(1.0) as u64)
         }
     }
 }
+
+/// Where a node reports the tokens it hands out: (limiter name, key, cost).
+pub type Report = Arc<dyn Fn(&'static str, String, f64) + Send + Sync>;
 
 /// Every limiter of the service.
 pub struct Limiters {
@@ -74,6 +107,38 @@ impl Limiters {
             uploads: Limiter::per_minute(c.uploads_per_minute),
             upload_bytes: Limiter::new(bytes_per_hour / 3600.0, bytes_per_hour),
         }
+    }
+}
+
+impl Limiters {
+    /// Report every token handed out here to `report`, named by limiter, keyed by the
+    /// key's text form (what [`Limiters::charge`] reads on another node).
+    pub fn mirror_to(&self, report: Report) {
+        fn ip(l: &Limiter<IpAddr>, name: &'static str, r: &Report) {
+            let r = r.clone();
+            l.set_mirror(Box::new(move |k, cost| r(name, k.to_string(), cost)));
+        }
+        fn person(l: &Limiter<PersonId>, name: &'static str, r: &Report) {
+            let r = r.clone();
+            l.set_mirror(Box::new(move |k, cost| r(name, k.to_string(), cost)));
+        }
+        ip(&self.sign_ins, "sign_ins", &report);
+        person(&self.sends, "sends", &report);
+        person(&self.uploads, "uploads", &report);
+        ip(&self.upload_bytes, "upload_bytes", &report);
+    }
+
+    /// Charge tokens another node handed out; unknown names and keys are ignored.
+    pub fn charge(&self, limiter: &str, key: &str, cost: f64) {
+        let ip = || key.parse::<IpAddr>().ok();
+        let person = || uuid::Uuid::try_parse(key).ok().map(PersonId);
+        match limiter {
+            "sign_ins" => ip().map(|k| self.sign_ins.charge(&k, cost)),
+            "upload_bytes" => ip().map(|k| self.upload_bytes.charge(&k, cost)),
+            "sends" => person().map(|k| self.sends.charge(&k, cost)),
+            "uploads" => person().map(|k| self.uploads.charge(&k, cost)),
+            _ => None,
+        };
     }
 }
 
@@ -102,5 +167,34 @@ mod tests {
         let bytes: Limiter<IpAddr> = Limiter::new(1.0, 100.0);
         assert!(bytes.take(&ip, 60.0).is_ok());
         assert_eq!(bytes.take(&ip, 60.0).unwrap_err(), 20);
+    }
+
+    #[test]
+    fn tokens_taken_on_another_node_count_here() {
+        let config = Config {
+            sessions_per_minute: 3,
+            ..Config::default()
+        };
+        let here = Limiters::new(&config);
+        let there = Arc::new(Limiters::new(&config));
+        let other = there.clone();
+        here.mirror_to(Arc::new(move |name, key, cost| {
+            other.charge(name, &key, cost)
+        }));
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        assert!(here.sign_ins.take(&ip, 1.0).is_ok());
+        assert!(here.sign_ins.take(&ip, 1.0).is_ok());
+        assert!(there.sign_ins.take(&ip, 1.0).is_ok());
+        assert!(
+            there.sign_ins.take(&ip, 1.0).is_err(),
+            "two of three tokens were spent on the other node"
+        );
+        let p = PersonId(uuid::Uuid::now_v7());
+        let burst = f64::from(config.frames_per_second);
+        assert!(here.sends.take(&p, burst).is_ok());
+        assert!(
+            there.sends.take(&p, 1.0).is_err(),
+            "the send budget is shared"
+        );
     }
 }

@@ -68,8 +68,8 @@ pub struct Inner {
     pub kb: kb::KbState,
     pub attachments: attachments::AttachmentState,
     pub identity: identity::IdentityVerifier,
+    pub limits: Arc<limits::Limiters>,
     pub triage: triage::TriageState,
-    pub limits: limits::Limiters,
     /// The first-run setup token, while no staff account exists.
     pub setup: setup::SetupGate,
     /// Woken when rows are written to the outbox.

@@ -61,8 +61,6 @@ pub fn retry_delay(attempts: i64, retry_after: Option<Duration>) -> Duration {
     }
 }
 
-/// How long a node holds the outbox lease without renewing it.
-const LEASE: Duration = Duration::from_secs(15);
 /// Rows taken per round.
 const BATCH: i64 = 64;
 /// Rows in flight at once.
@@ -79,6 +77,9 @@ pub struct OutboxWorker {
     pub wake: Arc<Notify>,
     /// This node's name in the lease table.
     pub node: String,
+    /// How long the lease holds without renewal (renewed every round, at least every
+    /// 500 ms): how long deliveries wait when the holding node dies.
+    pub lease: Duration,
 }
 
 impl OutboxWorker {
@@ -92,17 +93,18 @@ impl OutboxWorker {
                         false
                     }
                 };
-                if busy {
-                    if stop.is_cancelled() {
-                        return;
-                    }
+                if busy && !stop.is_cancelled() {
                     continue;
                 }
                 tokio::select! {
-                    _ = stop.cancelled() => return,
+                    _ = stop.cancelled() => break,
                     _ = self.wake.notified() => {}
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                 }
+            }
+            // Hand the lease back (expired now) so another node takes over at once.
+            if let Err(e) = self.store.acquire_lease("outbox", &self.node, now()).await {
+                e.log();
             }
         })
     }
@@ -110,7 +112,7 @@ impl OutboxWorker {
     /// One round: returns how many rows were attempted.
     pub async fn round(&self) -> crate::error::AppResult<usize> {
         let now = now();
-        let until = now + chrono::Duration::from_std(LEASE).expect("small");
+        let until = now + chrono::Duration::from_std(self.lease).unwrap_or_default();
         if !self
             .store
             .acquire_lease("outbox", &self.node, until)

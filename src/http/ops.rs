@@ -20,8 +20,9 @@ async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
-/// Ready when the database and the search index answer and the server is not
-/// shutting down.
+/// Ready when the database and the search index answer, the message bus (when
+/// several nodes run) is connected, and the server is not shutting down: a load
+/// balancer sends nobody to a node that would not see other nodes' events.
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     if state.hub.shutting_down() {
         return (
@@ -32,7 +33,11 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let r = state.domain.readiness().await;
     let word = |ok: bool| if ok { "ok" } else { "unreachable" };
     let (database, index) = (word(r.database), word(r.index));
-    let ok = r.database && r.index;
+    let bus = state
+        .metrics
+        .bus_connected
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let ok = r.database && r.index && bus != 0;
     (
         if ok {
             StatusCode::OK
@@ -40,7 +45,8 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
             StatusCode::SERVICE_UNAVAILABLE
         },
         Json(
-            json!({"status": if ok { "ready" } else { "unavailable" }, "database": database, "index": index}),
+            json!({"status": if ok { "ready" } else { "unavailable" }, "database": database, "index": index,
+                   "bus": match bus { -1 => "none", 0 => "unreachable", _ => "ok" }}),
         ),
     )
 }

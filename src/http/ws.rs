@@ -30,6 +30,9 @@ use crate::wire::{
 pub const CLOSE_UNAUTHORIZED: u16 = 4401;
 pub const CLOSE_TOO_SLOW: u16 = 4008;
 pub const CLOSE_GOING_AWAY: u16 = 1001;
+/// Service restart: live events may have been lost between nodes; reconnect and
+/// `resume`.
+pub const CLOSE_RESYNC: u16 = 1012;
 
 /// Socket read buffer: small, since most sockets sit idle; it grows for a large frame
 /// while that frame is in flight.
@@ -270,6 +273,11 @@ async fn run(socket: &mut WebSocket, state: &AppState, p: &Principal, conn: &Con
                     } else {
                         close(socket, CLOSE_UNAUTHORIZED, "session revoked").await;
                     }
+                    return;
+                }
+                if conn.must_resync() {
+                    tracing::info!(principal = %p.id(), "events from another node may be lost; asking the client to resume");
+                    close(socket, CLOSE_RESYNC, "reconnect and resume").await;
                     return;
                 }
                 if conn.idle() {

@@ -78,6 +78,7 @@ const OVERFLOWED: u8 = 1;
 const CLOSING: u8 = 2;
 const PING_DUE: u8 = 4;
 const IDLE: u8 = 8;
+const RESYNC: u8 = 16;
 
 impl Conn {
     /// Queue a frame; false when the queue was full (the connection is then closing).
@@ -127,6 +128,12 @@ impl Conn {
         self.has(CLOSING)
     }
 
+    /// Live events may have been lost on their way from another node: the client must
+    /// reconnect and resume from the database.
+    pub fn must_resync(&self) -> bool {
+        self.has(RESYNC)
+    }
+
     /// The heartbeat found the client silent for too long.
     pub fn idle(&self) -> bool {
         self.has(IDLE)
@@ -161,6 +168,8 @@ pub struct Hub {
     queue_capacity: usize,
     shutting_down: AtomicBool,
     started: Instant,
+    /// Woken when an agent's socket count changes (other nodes are told).
+    agents_changed: Notify,
 }
 
 impl Hub {
@@ -171,7 +180,35 @@ impl Hub {
             queue_capacity,
             shutting_down: AtomicBool::new(false),
             started: Instant::now(),
+            agents_changed: Notify::new(),
         }
+    }
+
+    /// Open sockets per agent on this node, for other nodes' presence.
+    pub fn agent_socket_counts(&self) -> Vec<(AgentId, u32)> {
+        let reg = self.registry.read().unwrap_or_else(|p| p.into_inner());
+        reg.agent_sockets.iter().map(|(a, n)| (*a, *n)).collect()
+    }
+
+    /// Resolves when an agent's socket count changed since the last call.
+    pub async fn agents_changed(&self) {
+        self.agents_changed.notified().await
+    }
+
+    /// Ask every socket to reconnect and resume (close 1012): used when events from
+    /// other nodes may have been lost, so clients fetch what they missed.
+    pub fn resync_all(&self) -> usize {
+        let reg = self.registry.read().unwrap_or_else(|p| p.into_inner());
+        let mut n = 0;
+        for list in reg.topics.values() {
+            for c in list {
+                if !c.has(RESYNC) {
+                    n += 1;
+                }
+                c.raise(RESYNC);
+            }
+        }
+        n
     }
 
     fn now_ms(&self) -> u64 {
@@ -238,13 +275,18 @@ impl Hub {
             wake: Notify::new(),
         });
         let mut reg = self.registry.write().unwrap_or_else(|p| p.into_inner());
+        let mut agent = false;
         for t in topics {
             reg.topics.entry(t.clone()).or_default().push(conn.clone());
             if let Topic::Agent(a) = t {
                 *reg.agent_sockets.entry(*a).or_default() += 1;
+                agent = true;
             }
         }
         drop(reg);
+        if agent {
+            self.agents_changed.notify_one();
+        }
         if self.shutting_down.load(Ordering::Relaxed) {
             conn.close();
         }
@@ -267,6 +309,7 @@ impl Hub {
                         reg.agent_sockets.remove(a);
                     }
                 }
+                self.agents_changed.notify_one();
             }
         }
     }

@@ -1,18 +1,21 @@
-//! Test fixture: a real server on 127.0.0.1:0 with its own SQLite file in a temp dir,
-//! driven over real HTTP (reqwest) and WebSocket (tokio-tungstenite) clients. Staff
-//! accounts are created with the real `lingshi agent add` command.
+//! Test fixture: a real server on 127.0.0.1:0 with its own SQLite file in a temp dir
+//! (or, with `LINGSHI_TEST_BACKEND=postgres`, its own database in a throwaway Postgres
+//! cluster: see `services.rs`), driven over real HTTP (reqwest) and WebSocket
+//! (tokio-tungstenite) clients. Staff accounts are created with the real
+//! `lingshi agent add` command.
 //!
 //! Set `TEST_LOG=1` to see the server's logs.
 #![allow(dead_code)]
 
 pub mod hooks;
+pub mod services;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use lingshi::config::{Config, Mission};
+use lingshi::config::{Config, Mission, Secret};
 use lingshi::server::Server;
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
@@ -41,7 +44,22 @@ pub fn missions() -> Vec<Mission> {
     ]
 }
 
-/// The configuration tests run with: generous session limits, short hello timeout.
+/// A fresh Postgres database when the suite runs on Postgres, else `None` (SQLite).
+pub fn test_database_url() -> Option<String> {
+    if !services::postgres_backend() {
+        return None;
+    }
+    match services::postgres() {
+        Some(pg) => Some(pg.fresh_database()),
+        None => {
+            eprintln!("SKIP Postgres: LINGSHI_TEST_BACKEND=postgres but Postgres is not installed; this test runs on SQLite");
+            None
+        }
+    }
+}
+
+/// The configuration tests run with: generous session limits, short hello timeout;
+/// on Postgres, a database of its own.
 pub fn test_config(data_dir: &Path) -> Config {
     let mut c = Config {
         bind: "127.0.0.1:0".into(),
@@ -49,6 +67,10 @@ pub fn test_config(data_dir: &Path) -> Config {
         missions: missions(),
         ..Config::default()
     };
+    if let Some(url) = test_database_url() {
+        c.database_url = Secret::new(url);
+        c.database_max_connections = 8;
+    }
     c.limits.sessions_per_minute = 100_000;
     c.kb.synonyms_file = PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -67,6 +89,13 @@ pub fn write_config_file(dir: &Path, config: &Config) -> PathBuf {
         config.data_dir.display().to_string(),
         config.default_mission
     );
+    if !config.database_url.is_empty() {
+        text.push_str(&format!(
+            "database_url = {:?}\ndatabase_max_connections = {}\n",
+            config.database_url.expose(),
+            config.database_max_connections
+        ));
+    }
     for m in &config.missions {
         text.push_str(&format!(
             "[[missions]]\nid = {:?}\nname = {:?}\ncountries = {:?}\ntimezone = {:?}\nduty_phone = {:?}\n",
@@ -88,6 +117,16 @@ pub fn write_config_file(dir: &Path, config: &Config) -> PathBuf {
         "[kb]\nsynonyms_file = {:?}\n",
         config.kb.synonyms_file.display().to_string()
     ));
+    let cl = &config.cluster;
+    if !cl.nats_url.is_empty() {
+        text.push_str(&format!(
+            "[cluster]\nnats_url = {:?}\nsubject_prefix = {:?}\npresence_ttl_secs = {}\nlease_ttl_secs = {}\n",
+            cl.nats_url, cl.subject_prefix, cl.presence_ttl_secs, cl.lease_ttl_secs
+        ));
+        if !cl.node_name.is_empty() {
+            text.push_str(&format!("node_name = {:?}\n", cl.node_name));
+        }
+    }
     if !config.hotline.url.is_empty() {
         text.push_str(&format!(
             "[hotline]\nurl = {:?}\nsecret = {:?}\nreescalate_after_secs = {}\n",
@@ -146,6 +185,12 @@ impl TestApp {
         let dir = tempfile::tempdir().unwrap();
         let mut config = test_config(&dir.path().join("data"));
         tweak(&mut config);
+        Self::start_in(dir, config).await
+    }
+
+    /// Start a server with exactly `config` (its data dir inside `dir`).
+    pub async fn start_in(dir: tempfile::TempDir, config: Config) -> TestApp {
+        init_logs();
         let config_file = write_config_file(dir.path(), &config);
         let server = Server::start(config.clone()).await.expect("server starts");
         let addr = server.addr();
