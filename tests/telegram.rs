@@ -656,25 +656,35 @@ async fn a_polling_restart_redelivering_updates_creates_no_duplicate() {
     // As if the process had died after the messages were committed and before their
     // updates were recorded as handled or the offset was saved: Telegram sends the same
     // updates again. (The /start, the first update, stays recorded.)
-    let db = app.config.data_dir.join("lingshi.db");
-    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
-        "sqlite://{}",
-        db.display()
-    ))
-    .await
-    .unwrap();
-    sqlx::query("UPDATE telegram_state SET value = 0 WHERE key = 'offset'")
-        .execute(&mut conn)
+    const RESET_OFFSET: &str = "UPDATE telegram_state SET value = 0 WHERE key = 'offset'";
+    const FORGET: &str = "DELETE FROM telegram_updates WHERE update_id > (SELECT MIN(update_id) FROM telegram_updates)";
+    let forgotten = if app.config.database_url.is_empty() {
+        let db = app.config.data_dir.join("lingshi.db");
+        let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+            "sqlite://{}",
+            db.display()
+        ))
         .await
         .unwrap();
-    let forgotten = sqlx::query(
-        "DELETE FROM telegram_updates WHERE update_id > (SELECT MIN(update_id) FROM telegram_updates)",
-    )
-    .execute(&mut conn)
-    .await
-    .unwrap();
-    assert_eq!(forgotten.rows_affected(), 3);
-    drop(conn);
+        sqlx::query(RESET_OFFSET).execute(&mut conn).await.unwrap();
+        sqlx::query(FORGET)
+            .execute(&mut conn)
+            .await
+            .unwrap()
+            .rows_affected()
+    } else {
+        let mut conn =
+            <sqlx::PgConnection as sqlx::Connection>::connect(app.config.database_url.expose())
+                .await
+                .unwrap();
+        sqlx::query(RESET_OFFSET).execute(&mut conn).await.unwrap();
+        sqlx::query(FORGET)
+            .execute(&mut conn)
+            .await
+            .unwrap()
+            .rows_affected()
+    };
+    assert_eq!(forgotten, 3);
     fake.redeliver_all();
     for i in 1..=2 {
         fake.text(1200, &format!("after {i}"));
