@@ -27,7 +27,7 @@
 //!   session's sockets.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -104,7 +104,10 @@ struct Inner {
     metrics: Arc<Metrics>,
     client: async_nats::Client,
     out: mpsc::Sender<(String, Bytes)>,
-    next_n: AtomicU64,
+    /// The next envelope's number. Numbering and queueing happen under this lock, so
+    /// envelopes leave in number order: publishers on several threads must not make
+    /// receivers see a gap that is only a reordering.
+    next_n: Mutex<u64>,
     reorder: Mutex<Reorder>,
     /// Last envelope number seen from each other process.
     origins: Mutex<HashMap<Uuid, u64>>,
@@ -167,7 +170,7 @@ impl Bus {
             metrics,
             client,
             out,
-            next_n: AtomicU64::new(1),
+            next_n: Mutex::new(1),
             reorder: Mutex::new(Reorder::default()),
             origins: Mutex::new(HashMap::new()),
             remote: Mutex::new(HashMap::new()),
@@ -480,13 +483,19 @@ impl Bus {
 impl Publisher for Bus {
     fn publish(&self, event: Event) {
         let subject = self.subject_for(&event);
-        let env = Envelope {
+        let mut env = Envelope {
             from: self.0.instance,
-            n: self.0.next_n.fetch_add(1, Relaxed),
+            n: 0,
             event,
         };
-        // A dropped envelope still used its number: receivers see the gap and resync.
-        if self.send(subject, serde_json::to_vec(&env).expect("events serialise")) {
+        let sent = {
+            let mut next = self.0.next_n.lock().unwrap_or_else(|p| p.into_inner());
+            env.n = *next;
+            *next += 1;
+            // A dropped envelope still used its number: receivers see the gap and resync.
+            self.send(subject, serde_json::to_vec(&env).expect("events serialise"))
+        };
+        if sent {
             self.0.metrics.bus_events_out.fetch_add(1, Relaxed);
         }
         self.deliver_local(env.event);
