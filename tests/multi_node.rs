@@ -1,8 +1,9 @@
 //! Several nodes on one Postgres database and one NATS server: a citizen on one node
 //! and an agent on another talk both ways; presence, revocation and rate limits cross
 //! nodes; a claim raced from two nodes has one winner; a node killed with SIGKILL
-//! loses nothing its clients were told was stored, and its outbox rows are delivered
-//! by the node that is left.
+//! loses nothing its clients were told was stored, its outbox rows (webhooks and an
+//! escalation to the hotline) are delivered by the node that is left, and the Telegram
+//! bridge moves to that node.
 //!
 //! Needs Postgres and `nats-server` (see `common/services.rs`); without them each test
 //! says so and skips, unless `LINGSHI_REQUIRE_SERVICES` is set.
@@ -705,4 +706,63 @@ async fn metric(http: &reqwest::Client, base: &str, name: &str) -> f64 {
         .find_map(|l| l.strip_prefix(&format!("{name} ")))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("metric {name} missing:\n{text}"))
+}
+
+/// The Telegram bridge polls on one node at a time; when that node dies the other
+/// takes the lease over and answers, continuing from the stored offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_telegram_bridge_moves_to_another_node_when_its_node_dies() {
+    let Some(d) = Deployment::new("telegram_takeover") else {
+        return;
+    };
+    const TOKEN: &str = "123456:TEST-token-for-the-local-fake-bot-api";
+    let fake = lingshi_telegram_fake::FakeTelegram::start(TOKEN).await;
+    let section = format!(
+        "\n[telegram]\ntoken = {TOKEN:?}\napi_url = {:?}\npoll_timeout_secs = 1\n",
+        fake.url()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    // A starts first and takes the bridge's lease; B waits for it.
+    let mut node_a = child_node(&d, dir.path(), "node-a", &section).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let _node_b = child_node(&d, dir.path(), "node-b", &section).await;
+    fake.text(1500, "/start");
+    fake.wait_for(Duration::from_secs(15), "the greeting", |s| {
+        s.iter().any(|m| m.chat_id == 1500)
+    })
+    .await;
+    let greetings = |sent: &[lingshi_telegram_fake::Sent]| {
+        sent.iter()
+            .filter(|m| m.text.as_deref().is_some_and(|t| t.contains("您好")))
+            .count()
+    };
+    assert_eq!(greetings(&fake.sent_to(1500)), 1);
+    eventually("the update confirmed", Duration::from_secs(10), || async {
+        fake.unconfirmed() == 0
+    })
+    .await;
+
+    node_a.child.start_kill().unwrap();
+    node_a.child.wait().await.unwrap();
+    let killed = Instant::now();
+    fake.text(1500, "/help");
+    fake.wait_for(Duration::from_secs(40), "help from the other node", |s| {
+        s.iter()
+            .filter(|m| m.chat_id == 1500)
+            .any(|m| m.text.as_deref().is_some_and(|t| t.contains("/search")))
+    })
+    .await;
+    eprintln!("the bridge answered {:?} after the kill", killed.elapsed());
+    // Nothing handled twice: the /start (handled on A) was not answered again by B,
+    // and /help once.
+    let after = fake.sent_to(1500);
+    assert_eq!(greetings(&after), 1, "{after:?}");
+    assert_eq!(
+        after
+            .iter()
+            .filter(|m| m.text.as_deref().is_some_and(|t| t.contains("/search")))
+            .count(),
+        1,
+        "{after:?}"
+    );
 }
