@@ -11,13 +11,11 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
-use base64::Engine;
 use common::services::{nats, postgres};
 use common::*;
 use lingshi::config::{Config, Secret};
@@ -542,67 +540,13 @@ async fn outbox_rows_and_an_escalation_written_on_a_node_that_dies_are_delivered
     let Some(d) = Deployment::new("outbox_takeover") else {
         return;
     };
-    const KEY: &[u8] = b"a test signing key of 32 bytes!!";
-    let down = Arc::new(AtomicBool::new(true));
-    let received: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
-    let escalations: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
-    let app = {
-        let down = down.clone();
-        let received = received.clone();
-        let escalations = escalations.clone();
-        let down_hotline = down.clone();
-        axum::Router::new()
-            .route(
-                "/hotline",
-                axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
-                    let down = down_hotline.clone();
-                    let escalations = escalations.clone();
-                    async move {
-                        if down.load(Ordering::SeqCst) {
-                            return (StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "1")]);
-                        }
-                        let id = headers
-                            .get("webhook-id")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or_default()
-                            .to_string();
-                        escalations
-                            .lock()
-                            .unwrap()
-                            .push((id, serde_json::from_str(&body).unwrap_or(Value::Null)));
-                        (StatusCode::NO_CONTENT, [("retry-after", "0")])
-                    }
-                }),
-            )
-            .route(
-                "/hook",
-                axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
-                    let down = down.clone();
-                    let received = received.clone();
-                    async move {
-                        if down.load(Ordering::SeqCst) {
-                            return (StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "1")]);
-                        }
-                        let id = headers
-                            .get("webhook-id")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or_default()
-                            .to_string();
-                        received
-                            .lock()
-                            .unwrap()
-                            .push((id, serde_json::from_str(&body).unwrap_or(Value::Null)));
-                        (StatusCode::NO_CONTENT, [("retry-after", "0")])
-                    }
-                }),
-            )
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    let secret = base64::engine::general_purpose::STANDARD.encode(KEY);
+    // Both receivers verify every signature; they refuse (503) until told otherwise.
+    let webhooks = hooks::Receiver::new(hooks::DOWN);
+    let hotline = hooks::Receiver::new(hooks::DOWN);
+    let (hook_addr, hotline_addr) = (webhooks.start().await, hotline.start().await);
+    let secret = hooks::secret();
     let hook = format!(
-        "[[webhooks]]\nname = \"case-system\"\nurl = \"http://{addr}/hook\"\nsecret = \"whsec_{secret}\"\nevents = [\"message.created\"]\n\n[hotline]\nurl = \"http://{addr}/hotline\"\nsecret = \"whsec_{secret}\"\n",
+        "[[webhooks]]\nname = \"case-system\"\nurl = \"http://{hook_addr}/hook\"\nsecret = {secret:?}\nevents = [\"message.created\"]\n\n[hotline]\nurl = \"http://{hotline_addr}/hook\"\nsecret = {secret:?}\n",
     );
     let dir = tempfile::tempdir().unwrap();
     let http = reqwest::Client::new();
@@ -643,54 +587,49 @@ async fn outbox_rows_and_an_escalation_written_on_a_node_that_dies_are_delivered
     .await;
     node_a.child.start_kill().unwrap();
     node_a.child.wait().await.unwrap();
-    down.store(false, Ordering::SeqCst);
+    webhooks.set(hooks::UP);
+    hotline.set(hooks::UP);
     let started = Instant::now();
-    eventually(
-        "B delivered every row A wrote",
-        Duration::from_secs(60),
-        || async {
-            let got: HashSet<String> = received
-                .lock()
-                .unwrap()
-                .iter()
-                .filter_map(|(_, b)| b["data"]["message"]["id"].as_str().map(String::from))
-                .collect();
-            ids.iter().all(|i| got.contains(i))
-        },
-    )
-    .await;
+    webhooks
+        .wait_for(
+            Duration::from_secs(60),
+            "B delivering every row A wrote",
+            |got| {
+                let got: HashSet<&str> = got
+                    .iter()
+                    .filter_map(|(_, b)| b["data"]["message"]["id"].as_str())
+                    .collect();
+                ids.iter().all(|i| got.contains(i.as_str()))
+            },
+        )
+        .await;
     eprintln!(
         "taken over and delivered {:?} after the kill",
         started.elapsed()
     );
     assert!(metric(&http, &node_b.base, "lingshi_outbox_delivered_total").await >= 10.0);
-    let by_id: HashMap<String, usize> =
-        received
-            .lock()
-            .unwrap()
-            .iter()
-            .fold(HashMap::new(), |mut m, (id, _)| {
-                *m.entry(id.clone()).or_default() += 1;
-                m
-            });
-    let messages: HashSet<String> = received
-        .lock()
-        .unwrap()
-        .iter()
-        .filter_map(|(_, b)| b["data"]["message"]["id"].as_str().map(String::from))
-        .collect();
-    assert!(messages.len() >= 11, "{messages:?}");
-    assert_eq!(by_id.len(), messages.len(), "one webhook id per message");
-    eventually(
-        "B delivered the escalation A created",
-        Duration::from_secs(60),
-        || async {
-            escalations.lock().unwrap().iter().any(|(_, b)| {
-                b["type"] == "escalation.created" && b["conversation"]["id"] == conv.as_str()
-            })
-        },
-    )
-    .await;
+    // One webhook id per message however often it was tried.
+    let mut ids_of: HashMap<String, HashSet<String>> = HashMap::new();
+    for (id, b) in webhooks.bodies() {
+        if let Some(m) = b["data"]["message"]["id"].as_str() {
+            ids_of.entry(m.to_string()).or_default().insert(id);
+        }
+    }
+    assert!(ids_of.len() >= 11, "{ids_of:?}");
+    assert!(ids_of.values().all(|ids| ids.len() == 1), "{ids_of:?}");
+    hotline
+        .wait_for(
+            Duration::from_secs(60),
+            "B delivering the escalation A created",
+            |got| {
+                got.iter().any(|(_, b)| {
+                    b["type"] == "escalation.created" && b["conversation"]["id"] == conv.as_str()
+                })
+            },
+        )
+        .await;
+    assert!(webhooks.bad.lock().unwrap().is_empty());
+    assert!(hotline.bad.lock().unwrap().is_empty());
 }
 
 async fn metric(http: &reqwest::Client, base: &str, name: &str) -> f64 {
