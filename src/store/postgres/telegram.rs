@@ -31,7 +31,10 @@ impl TelegramStore for PgStore {
         let at = now();
         let mut tx = self.pool.begin().await?;
         // Two nodes seeing a chat's first updates at once (webhook mode) both try to
-        // link it; the chat's row lock makes the second one find the first's citizen.
+        // link it; a transaction-scoped advisory lock on the chat id makes the second
+        // one wait and then find the first one's citizen. (Single-key advisory locks
+        // share one space with the people's keys; a collision only makes two
+        // unrelated transactions wait for each other.)
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(chat_id)
             .execute(&mut *tx)
