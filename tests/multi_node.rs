@@ -346,29 +346,6 @@ async fn child_node(d: &Deployment, dir: &std::path::Path, name: &str, extra: &s
     start_server(&file, &node_dir, name).await
 }
 
-async fn new_citizen(http: &reqwest::Client, base: &str, name: &str) -> (String, String) {
-    let (s, v) = into_pair(
-        http.post(format!("{base}/v1/citizen/sessions"))
-            .json(&json!({"display_name": name, "country": "BE"}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(s, 200, "{v}");
-    let token = v["token"].as_str().unwrap().to_string();
-    let (s, c) = into_pair(
-        http.post(format!("{base}/v1/conversations"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(s, 201, "{c}");
-    (token, c["id"].as_str().unwrap().to_string())
-}
-
 /// One sender: HTTP sends flat out; every ack is recorded, and every send that got no
 /// answer is remembered to be sent again (same client_msg_id) to the other node.
 struct Load {
@@ -426,7 +403,8 @@ async fn a_node_killed_mid_load_loses_nothing_and_its_citizens_resume_on_another
     let mut people = vec![];
     let mut tasks = vec![];
     for i in 0..6 {
-        let (token, conv) = new_citizen(&http, &node_a.base, &format!("Citizen {i}")).await;
+        let (token, conv) =
+            citizen_with_conversation(&http, &node_a.base, &format!("Citizen {i}")).await;
         // A socket on B follows the conversation live while A takes the writes.
         let mut ws = Ws::connect(&format!("ws://{}/v1/ws", node_b.addr), &token, json!({})).await;
         ws.welcome = Value::Null;
@@ -554,7 +532,7 @@ async fn outbox_rows_and_an_escalation_written_on_a_node_that_dies_are_delivered
     let mut node_a = child_node(&d, dir.path(), "node-a", &hook).await;
     tokio::time::sleep(Duration::from_millis(700)).await;
     let node_b = child_node(&d, dir.path(), "node-b", &hook).await;
-    let (token, conv) = new_citizen(&http, &node_a.base, "Zhang").await;
+    let (token, conv) = citizen_with_conversation(&http, &node_a.base, "Zhang").await;
     let mut ids = vec![];
     for n in 0..10 {
         let (s, ack) = into_pair(

@@ -45,29 +45,6 @@ fn delivered(r: &Receiver) -> (HashSet<String>, HashMap<String, Vec<Value>>) {
     (messages, by_id)
 }
 
-async fn citizen(http: &reqwest::Client, base: &str) -> (String, String) {
-    let (s, v) = into_pair(
-        http.post(format!("{base}/v1/citizen/sessions"))
-            .json(&json!({"display_name": "Alice", "country": "BE"}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(s, 200, "{v}");
-    let token = v["token"].as_str().unwrap().to_string();
-    let (s, c) = into_pair(
-        http.post(format!("{base}/v1/conversations"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(s, 201, "{c}");
-    (token, c["id"].as_str().unwrap().to_string())
-}
-
 async fn send(http: &reqwest::Client, base: &str, token: &str, conv: &str, n: usize) -> String {
     let (s, ack) = into_pair(
         http.post(format!("{base}/v1/conversations/{conv}/messages"))
@@ -108,7 +85,7 @@ async fn every_row_is_delivered_after_a_kill_in_the_middle_of_a_delivery() {
     let http = reqwest::Client::new();
 
     let mut server = start_server(&file, dir.path(), "first").await;
-    let (token, conv) = citizen(&http, &server.base).await;
+    let (token, conv) = citizen_with_conversation(&http, &server.base, "Alice").await;
     let mut acked = Vec::new();
     for n in 0..30 {
         acked.push(send(&http, &server.base, &token, &conv, n).await);

@@ -713,3 +713,32 @@ pub fn jpeg_with_gps() -> Vec<u8> {
     out.extend(&plain[2..]);
     out
 }
+
+/// A new citizen (in Belgium) with an open conversation on the server at `base` (one
+/// started as a separate process): its token and the conversation id.
+pub async fn citizen_with_conversation(
+    http: &reqwest::Client,
+    base: &str,
+    name: &str,
+) -> (String, String) {
+    let (s, v) = into_pair(
+        http.post(format!("{base}/v1/citizen/sessions"))
+            .json(&json!({"display_name": name, "country": "BE"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let token = v["token"].as_str().unwrap().to_string();
+    let (s, c) = into_pair(
+        http.post(format!("{base}/v1/conversations"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 201, "{c}");
+    (token, c["id"].as_str().unwrap().to_string())
+}
