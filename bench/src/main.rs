@@ -546,7 +546,16 @@ async fn cmd_throughput(
                     .map(|v| format!("{v:.1}"))
                     .unwrap_or("-".into()),
                 s.commits.map(|v| format!("{v:.0}")).unwrap_or("-".into()),
+                s.mean_commit_ms
+                    .map(|v| format!("{v:.2}"))
+                    .unwrap_or("-".into()),
+                s.mean_writer_ms
+                    .map(|v| format!("{v:.2}"))
+                    .unwrap_or("-".into()),
                 s.cpu_percent
+                    .map(|v| format!("{v:.0}"))
+                    .unwrap_or("-".into()),
+                s.client_cpu_percent
                     .map(|v| format!("{v:.0}"))
                     .unwrap_or("-".into()),
             ]);
@@ -566,7 +575,10 @@ async fn cmd_throughput(
             "acked/s",
             "mean batch",
             "commits",
+            "commit ms",
+            "writer ms",
             "cpu %",
+            "client cpu %",
         ],
         &rows,
     );

@@ -75,7 +75,13 @@ pub struct StepFigures {
     pub achieved: f64,
     pub mean_batch: Option<f64>,
     pub commits: Option<f64>,
+    /// Mean duration of one commit (transaction and fsync), ms.
+    pub mean_commit_ms: Option<f64>,
+    /// Mean time from a send reaching the writer's queue to its commit, ms.
+    pub mean_writer_ms: Option<f64>,
     pub cpu_percent: Option<f64>,
+    /// CPU of the bench client itself over the step (it shares the cores).
+    pub client_cpu_percent: Option<f64>,
 }
 
 impl StepFigures {
@@ -86,7 +92,9 @@ impl StepFigures {
         json!({"rate": self.rate, "sent": self.sent, "acked": self.acked, "errors": self.errors,
                "error_sample": self.error_sample, "ack": self.ack.json(), "delivery": self.delivery.json(),
                "achieved_acked_per_sec": self.achieved, "mean_commit_batch": self.mean_batch,
-               "commits": self.commits, "server_cpu_percent": self.cpu_percent})
+               "commits": self.commits, "mean_commit_ms": self.mean_commit_ms,
+               "mean_writer_ms": self.mean_writer_ms, "server_cpu_percent": self.cpu_percent,
+               "client_cpu_percent": self.client_cpu_percent})
     }
 }
 
@@ -258,6 +266,7 @@ impl Rig {
         }
         let before = self.metrics().await?;
         let ticks0 = self.cpu_ticks();
+        let own0 = util::cpu_ticks(std::process::id()).ok();
         let step = Arc::new(Step {
             nonce: self.nonce,
             t0: Instant::now(),
@@ -270,16 +279,21 @@ impl Rig {
             interval_us: 1e6 / rate,
         });
         *self.current.write().expect("lock") = Some(step.clone());
-        let body = "我的护照在布鲁塞尔丢了，请问怎么补办旅行证？ My passport was stolen.";
+        let body = serde_json::to_string(
+            "我的护照在布鲁塞尔丢了，请问怎么补办旅行证？ My passport was stolen.",
+        )?;
         let mut i = 0usize;
         while i < total {
             let due = ((step.now_us() / step.interval_us) as usize + 1).min(total);
             while i < due {
                 let (tx, conv) = &self.senders[i % self.senders.len()];
                 let cmid = uuid::Uuid::from_u128(((step.nonce as u128) << 64) | i as u128);
-                let frame = json!({"type": "send", "client_msg_id": cmid.to_string(),
-                                   "conversation_id": conv, "kind": "text", "body": body});
-                let _ = tx.send(Message::text(frame.to_string()));
+                // Built by hand (ids are plain UUIDs, the body is escaped once): the
+                // client shares the cores with the server.
+                let frame = format!(
+                    "{{\"type\":\"send\",\"client_msg_id\":\"{cmid}\",\"conversation_id\":\"{conv}\",\"kind\":\"text\",\"body\":{body}}}"
+                );
+                let _ = tx.send(Message::text(frame));
                 i += 1;
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
@@ -302,10 +316,17 @@ impl Rig {
             ),
             _ => None,
         };
+        let client_cpu = match (own0, util::cpu_ticks(std::process::id()).ok()) {
+            (Some(t0), Some(t1)) => Some(
+                (t1 - t0) as f64 / util::clock_ticks_per_sec() / step.t0.elapsed().as_secs_f64()
+                    * 100.0,
+            ),
+            _ => None,
+        };
         tokio::time::sleep(Duration::from_millis(200)).await;
         *self.current.write().expect("lock") = None;
         let after = self.metrics().await?;
-        let (mean_batch, commits) = match (before, after) {
+        let (mean_batch, commits, mean_commit_ms, mean_writer_ms) = match (before, after) {
             (Some(b), Some(a)) => {
                 let d = |n: &str| {
                     let mut sum = 0.0;
@@ -317,13 +338,21 @@ impl Rig {
                 let sum = d("lingshi_commit_batch_size_sum");
                 let count = d("lingshi_commit_batch_size_count");
                 let commits = d("lingshi_commits_total");
-                let mean = match (sum, count) {
+                let mean = |sum: Option<f64>, count: Option<f64>| match (sum, count) {
                     (Some(s), Some(c)) if c > 0.0 => Some(s / c),
                     _ => None,
                 };
-                (mean, commits)
+                let ms = |name: &str| {
+                    mean(d(&format!("{name}_sum")), d(&format!("{name}_count"))).map(|s| s * 1000.0)
+                };
+                (
+                    mean(sum, count),
+                    commits,
+                    ms("lingshi_commit_seconds"),
+                    ms("lingshi_ack_latency_seconds"),
+                )
             }
-            _ => (None, None),
+            _ => (None, None, None, None),
         };
         let acks: Vec<f64> = step
             .ack_us
@@ -350,7 +379,10 @@ impl Rig {
             achieved: acked as f64 / span,
             mean_batch,
             commits,
+            mean_commit_ms,
+            mean_writer_ms,
             cpu_percent: cpu,
+            client_cpu_percent: client_cpu,
         })
     }
 
