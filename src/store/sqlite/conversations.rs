@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use std::collections::HashMap;
 
 use super::*;
 use crate::domain::model::*;
@@ -118,23 +119,24 @@ fn messages(rows: Vec<MessageRow>) -> AppResult<Vec<Message>> {
 /// Read, inside the transaction, what the planner needs.
 async fn load(conn: &mut SqliteConnection, load: &Load) -> AppResult<Loaded> {
     let mut loaded = Loaded::default();
-    // Messages already stored under these senders' client_msg_ids.
+    // Messages already stored under these senders' client_msg_ids: one probe of the
+    // idempotency index per key (a join on the keys, not `sender IN (..) AND cmid IN
+    // (..)`, whose cross product costs senders × keys probes per batch).
     for chunk in load.dedup_keys.chunks(CHUNK) {
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE client_msg_id IS NOT NULL AND sender_id IN ("
-        ));
-        let mut senders: Vec<String> = chunk.iter().map(|k| k.0.to_string()).collect();
-        senders.dedup();
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new(format!("SELECT {MESSAGE_COLUMNS} FROM (VALUES "));
         let mut sep = q.separated(", ");
-        for s in senders {
-            sep.push_bind(s);
+        for (sender, cmid) in chunk {
+            sep.push("(")
+                .push_bind_unseparated(sender.to_string())
+                .push_unseparated(", ")
+                .push_bind_unseparated(cmid.as_str().to_string())
+                .push_unseparated(")");
         }
-        q.push(") AND client_msg_id IN (");
-        let mut sep = q.separated(", ");
-        for (_, c) in chunk {
-            sep.push_bind(c.as_str().to_string());
-        }
-        q.push(")");
+        q.push(
+            ") AS k JOIN messages ON messages.sender_id = k.column1 \
+             AND messages.client_msg_id = k.column2",
+        );
         let rows: Vec<MessageRow> = q.build_query_as().fetch_all(&mut *conn).await?;
         for m in messages(rows)? {
             if let (Some(s), Some(c)) = (m.sender.id, m.client_msg_id.clone()) {
@@ -190,7 +192,11 @@ async fn load(conn: &mut SqliteConnection, load: &Load) -> AppResult<Loaded> {
 /// Write what the planner decided, in statements batched across the whole plan (every
 /// statement is a round trip to SQLite's thread, and the writer is where all messages
 /// queue).
-async fn write(conn: &mut SqliteConnection, w: &Writes) -> AppResult<()> {
+async fn write(
+    conn: &mut SqliteConnection,
+    w: &Writes,
+    before: &HashMap<ConversationId, Conversation>,
+) -> AppResult<()> {
     for chunk in w.new_conversations.chunks(CHUNK) {
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
             "INSERT INTO conversations (id, mission_id, citizen_id, channel, status, priority, priority_rank, \
@@ -255,8 +261,34 @@ async fn write(conn: &mut SqliteConnection, w: &Writes) -> AppResult<()> {
         });
         q.build().execute(&mut *conn).await?;
     }
-    // Each touched conversation once, with its final state.
-    for chunk in w.conversations.chunks(CHUNK) {
+    // Each touched conversation once, with its final state. Most batches only move
+    // `last_seq` and `updated_at`; those rows are updated in those two columns alone,
+    // so SQLite leaves the indexes on mission, status, priority and assignee alone.
+    let (moved, changed): (Vec<&Conversation>, Vec<&Conversation>) =
+        w.conversations.iter().partition(|c| {
+            before.get(&c.id).is_some_and(|b| {
+                b.mission_id == c.mission_id
+                    && b.status == c.status
+                    && b.priority == c.priority
+                    && b.assignee_id == c.assignee_id
+                    && b.labels == c.labels
+            })
+        });
+    for chunk in moved.chunks(CHUNK) {
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new("WITH v(id, last_seq, updated_at) AS (");
+        q.push_values(chunk, |mut row, c| {
+            row.push_bind(c.id.to_string())
+                .push_bind(c.last_seq)
+                .push_bind(fmt_time(c.updated_at));
+        });
+        q.push(
+            ") UPDATE conversations SET last_seq = v.last_seq, updated_at = v.updated_at \
+             FROM v WHERE conversations.id = v.id",
+        );
+        q.build().execute(&mut *conn).await?;
+    }
+    for chunk in changed.chunks(CHUNK) {
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
             "WITH v(id, mission_id, status, priority, priority_rank, assignee_id, last_seq, labels, updated_at) AS (",
         );
@@ -361,9 +393,10 @@ impl ConversationStore for SqliteStore {
         let mut w = self.writer().await;
         let mut tx = sqlx::Connection::begin_with(&mut *w, "BEGIN IMMEDIATE").await?;
         let loaded = load(&mut tx, &l).await?;
+        let before = loaded.conversations.clone();
         let plan = plan(loaded);
         if !plan.writes.is_empty() {
-            write(&mut tx, &plan.writes).await?;
+            write(&mut tx, &plan.writes, &before).await?;
         }
         tx.commit().await?;
         Ok(plan)
