@@ -45,6 +45,42 @@ type WriteConn<'a> = MutexGuard<'a, SqliteConnection>;
 pub struct SqliteStore {
     read: SqlitePool,
     write: Arc<Mutex<SqliteConnection>>,
+    /// Stops the checkpointer when the last clone of the store is dropped.
+    _checkpointer: Arc<Checkpointer>,
+}
+
+/// How often the background checkpointer folds the WAL into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// The WAL is checkpointed on a connection of its own, in the background, instead of
+/// by whichever commit crosses SQLite's auto-checkpoint threshold: that commit would
+/// copy pages into the database file and fsync it while every message queued behind it
+/// waits. A passive checkpoint never blocks the writer; the writer still starts the
+/// WAL over once a checkpoint has caught up.
+struct Checkpointer(tokio::task::JoinHandle<()>);
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Checkpointer {
+    fn start(mut conn: SqliteConnection) -> Self {
+        Checkpointer(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                    .execute(&mut conn)
+                    .await
+                {
+                    tracing::warn!(error = %e, "WAL checkpoint failed; retrying");
+                }
+            }
+        }))
+    }
 }
 
 fn options(path: &Path) -> SqliteConnectOptions {
@@ -72,6 +108,21 @@ impl SqliteStore {
             .run(&mut write)
             .await
             .context("cannot apply database migrations")?;
+        // The writer's working set (the idempotency and per-conversation indexes, the
+        // conversations) outgrows SQLite's default 2 MiB page cache quickly; every miss
+        // is a read of the file in the middle of a commit.
+        sqlx::query("PRAGMA cache_size = -32768")
+            .execute(&mut write)
+            .await
+            .context("cannot configure the write connection")?;
+        // The write connection never checkpoints; the checkpointer does.
+        sqlx::query("PRAGMA wal_autocheckpoint = 0")
+            .execute(&mut write)
+            .await
+            .context("cannot configure the write connection")?;
+        let checkpoint = SqliteConnection::connect_with(&opts)
+            .await
+            .with_context(|| format!("cannot open database {}", path.display()))?;
         let read = SqlitePoolOptions::new()
             .min_connections(1)
             .max_connections(4)
@@ -82,6 +133,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             read,
             write: Arc::new(Mutex::new(write)),
+            _checkpointer: Arc::new(Checkpointer::start(checkpoint)),
         })
     }
 
