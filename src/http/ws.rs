@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
+use futures_util::SinkExt;
 
 use crate::app::AppState;
 use crate::domain::conversations::SendInput;
@@ -285,12 +286,17 @@ async fn run(socket: &mut WebSocket, state: &AppState, p: &Principal, conn: &Con
                     close(socket, CLOSE_GOING_AWAY, "idle timeout").await;
                     return;
                 }
+                // Everything queued goes out in one write: frames are buffered, then
+                // flushed once.
                 for frame in conn.drain() {
-                    if socket.send(Message::Text(frame)).await.is_err() {
+                    if socket.feed(Message::Text(frame)).await.is_err() {
                         return;
                     }
                 }
-                if conn.take_ping() && socket.send(Message::Ping(Default::default())).await.is_err() {
+                if conn.take_ping() && socket.feed(Message::Ping(Default::default())).await.is_err() {
+                    return;
+                }
+                if socket.flush().await.is_err() {
                     return;
                 }
             }
