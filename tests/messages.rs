@@ -92,6 +92,62 @@ async fn concurrent_resends_of_one_client_msg_id_store_one_message() {
 }
 
 #[tokio::test]
+async fn resends_from_many_senders_at_once_each_find_their_own_message() {
+    // Many senders' sends and resends land in the same commit batches: each resend
+    // must find its own sender's message, and a client_msg_id another sender used is
+    // a new message for this one.
+    let app = TestApp::spawn().await;
+    let mut people = vec![];
+    for i in 0..24 {
+        let c = app.citizen(&format!("Citizen {i}"), Some("BE")).await;
+        let conv = app.conversation(&c).await["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        people.push((c, conv));
+    }
+    let shared = uuid();
+    let keys: Vec<Vec<String>> = (0..people.len())
+        .map(|_| vec![shared.clone(), uuid(), uuid()])
+        .collect();
+    let jobs: Vec<(&str, &str, &str, usize)> = people
+        .iter()
+        .zip(&keys)
+        .flat_map(|((c, conv), ks)| {
+            ks.iter()
+                .enumerate()
+                .map(move |(k, cmid)| (c.token.as_str(), conv.as_str(), cmid.as_str(), k))
+        })
+        .collect();
+    let app = &app;
+    let sends = || {
+        futures_util::future::join_all(jobs.iter().map(|&(token, conv, cmid, k)| async move {
+            let (s, a) = app
+                .send_http(token, conv, cmid, &format!("message {k}"))
+                .await;
+            (
+                s,
+                a["message_id"].as_str().unwrap_or_default().to_string(),
+                a,
+            )
+        }))
+    };
+    let first = sends().await;
+    for (s, _, a) in &first {
+        assert_eq!(*s, 201, "{a}");
+    }
+    let again = sends().await;
+    for ((s, id, a), (_, original, _)) in again.iter().zip(&first) {
+        assert_eq!(*s, 200, "{a}");
+        assert_eq!(id, original, "a resend answered with another message");
+    }
+    for (c, conv) in &people {
+        let msgs = app.messages(&c.token, conv, "").await;
+        assert_eq!(msgs.len(), 3, "{msgs:?}");
+    }
+}
+
+#[tokio::test]
 async fn concurrent_senders_get_gapless_sequence_numbers() {
     let app = TestApp::spawn().await;
     let c = app.citizen("Li", Some("BE")).await;
@@ -441,4 +497,40 @@ async fn transfer_moves_visibility_to_the_other_mission() {
         )
         .await;
     assert_eq!(s, 400);
+}
+
+#[tokio::test]
+async fn the_write_ahead_log_is_folded_into_the_database_while_the_server_runs() {
+    // SQLite only: the server checkpoints its write-ahead log in the background (the
+    // commit path never does), so the database file itself takes in what was sent.
+    if common::services::postgres_backend() {
+        return;
+    }
+    let app = TestApp::spawn_with(|c| c.limits.frames_per_second = 1000).await;
+    let db = app.config.data_dir.join("lingshi.db");
+    let size = || std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
+    let c = app.citizen("Li", Some("BE")).await;
+    let conv = app.conversation(&c).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Let the checkpointer fold the setup in, then measure from there.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let start = size();
+    let body = "护照丢失，需要补办旅行证。".repeat(40);
+    let mut ws = app.ws(&c.token).await;
+    for _ in 0..200 {
+        ws.send_message(Some(&conv), &uuid(), &body).await;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while size() < start + 200 * 1000 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the database file stayed at {} bytes (from {start}) after 200 messages of {} bytes: the log was not checkpointed",
+            size(),
+            body.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.messages(&c.token, &conv, "limit=200").await.len(), 200);
 }
