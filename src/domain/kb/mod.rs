@@ -19,6 +19,7 @@ use serde::Deserialize;
 use tokio::sync::{mpsc, Notify, Semaphore};
 
 use super::events::Event;
+use super::limits::Limiter;
 use super::model::*;
 use super::types::*;
 use super::{Domain, Principal};
@@ -454,6 +455,9 @@ impl SearchEngine for NoIndex {
     }
 }
 
+/// Most suggestion searches a node runs per second.
+const SUGGESTIONS_PER_SECOND: f64 = 50.0;
+
 /// Search and indexing state.
 pub struct KbState {
     pub engine: Arc<dyn SearchEngine>,
@@ -463,6 +467,9 @@ pub struct KbState {
     pub suggest_slots: Arc<Semaphore>,
     /// When each conversation last got suggestions: a burst of messages gets one search.
     pub suggested_at: Mutex<HashMap<ConversationId, Instant>>,
+    /// Suggestion searches per second across the node: in a surge the suggestions thin
+    /// out before they take the cores the send path needs.
+    pub suggest_budget: Limiter<()>,
     /// Searches without hits, recorded by one background task (dropped when it lags).
     pub gaps: mpsc::Sender<search::Gap>,
     pub(crate) gaps_rx: Mutex<Option<mpsc::Receiver<search::Gap>>>,
@@ -476,6 +483,7 @@ impl KbState {
             index_wake: Arc::default(),
             suggest_slots: Arc::new(Semaphore::new(2)),
             suggested_at: Mutex::default(),
+            suggest_budget: Limiter::new(SUGGESTIONS_PER_SECOND, SUGGESTIONS_PER_SECOND),
             gaps,
             gaps_rx: Mutex::new(Some(gaps_rx)),
         }

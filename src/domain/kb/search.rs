@@ -234,6 +234,9 @@ impl Domain {
             {
                 return;
             }
+            if self.kb.suggest_budget.take(&(), 1.0).is_err() {
+                return;
+            }
             if seen.len() > 10_000 {
                 seen.retain(|_, t| now.duration_since(*t) < SUGGEST_EVERY);
             }
