@@ -462,14 +462,23 @@ async fn the_editor_publishes_an_article_the_citizen_then_finds() {
     citizen
         .find("dialog", "Replacing a lost passport in Antwerp")
         .await;
-    citizen.wait_text("report it to the police first").await;
-    let strong = citizen
-        .eval(
-            "return document.querySelector('dialog[open] strong')?.textContent",
-            vec![],
-        )
-        .await;
+    // The sentence is also in the result's snippet: wait for the article's own body in
+    // the dialog, rendered by the server from the Markdown.
+    let mut strong = json!(null);
+    for _ in 0..50 {
+        strong = citizen
+            .eval(
+                "return document.querySelector('dialog[open] strong')?.textContent ?? null",
+                vec![],
+            )
+            .await;
+        if !strong.is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(strong, json!("Antwerp"), "the server's rendered Markdown");
+    citizen.wait_text("report it to the police first").await;
 
     // An edit makes version 2; restoring version 1 brings the text back.
     editor
