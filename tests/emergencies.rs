@@ -565,16 +565,7 @@ async fn escalations_pending_at_a_kill_are_delivered_after_the_restart() {
     let mut server = start_server(&file, dir.path(), "first").await;
     let mut escalations = vec![];
     for n in 0..4 {
-        let (s, v) = into_pair(
-            http.post(format!("{}/v1/citizen/sessions", server.base))
-                .json(&json!({"display_name": format!("P{n}"), "country": "BE"}))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
-        assert_eq!(s, 200, "{v}");
-        let token = v["token"].as_str().unwrap().to_string();
+        let token = citizen_session(&http, &server.base, &format!("P{n}")).await;
         let (s, v) = into_pair(
             http.post(format!("{}/v1/emergency", server.base))
                 .bearer_auth(&token)

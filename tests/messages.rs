@@ -100,10 +100,7 @@ async fn resends_from_many_senders_at_once_each_find_their_own_message() {
     let mut people = vec![];
     for i in 0..24 {
         let c = app.citizen(&format!("Citizen {i}"), Some("BE")).await;
-        let conv = app.conversation(&c).await["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let conv = app.conversation_id(&c).await;
         people.push((c, conv));
     }
     let shared = uuid();
@@ -510,10 +507,7 @@ async fn the_write_ahead_log_is_folded_into_the_database_while_the_server_runs()
     let db = app.config.data_dir.join("lingshi.db");
     let size = || std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
     let c = app.citizen("Li", Some("BE")).await;
-    let conv = app.conversation(&c).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let conv = app.conversation_id(&c).await;
     // Let the checkpointer fold the setup in, then measure from there.
     tokio::time::sleep(Duration::from_millis(800)).await;
     let start = size();

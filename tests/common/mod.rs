@@ -335,6 +335,14 @@ impl TestApp {
         r.1
     }
 
+    /// The id of the citizen's open conversation (started if there is none).
+    pub async fn conversation_id(&self, c: &Citizen) -> String {
+        self.conversation(c).await["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
     pub async fn send_http(&self, token: &str, conv: &str, cmid: &str, body: &str) -> (u16, Value) {
         self.post_json(
             &format!("/v1/conversations/{conv}/messages"),
@@ -714,13 +722,9 @@ pub fn jpeg_with_gps() -> Vec<u8> {
     out
 }
 
-/// A new citizen (in Belgium) with an open conversation on the server at `base` (one
-/// started as a separate process): its token and the conversation id.
-pub async fn citizen_with_conversation(
-    http: &reqwest::Client,
-    base: &str,
-    name: &str,
-) -> (String, String) {
+/// A new citizen session (in Belgium) on the server at `base` (one started as a
+/// separate process): its token.
+pub async fn citizen_session(http: &reqwest::Client, base: &str, name: &str) -> String {
     let (s, v) = into_pair(
         http.post(format!("{base}/v1/citizen/sessions"))
             .json(&json!({"display_name": name, "country": "BE"}))
@@ -730,7 +734,17 @@ pub async fn citizen_with_conversation(
     )
     .await;
     assert_eq!(s, 200, "{v}");
-    let token = v["token"].as_str().unwrap().to_string();
+    v["token"].as_str().unwrap().to_string()
+}
+
+/// A new citizen (in Belgium) with an open conversation on the server at `base` (one
+/// started as a separate process): its token and the conversation id.
+pub async fn citizen_with_conversation(
+    http: &reqwest::Client,
+    base: &str,
+    name: &str,
+) -> (String, String) {
+    let token = citizen_session(http, base, name).await;
     let (s, c) = into_pair(
         http.post(format!("{base}/v1/conversations"))
             .bearer_auth(&token)
