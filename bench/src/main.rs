@@ -24,7 +24,7 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
 
 use crate::target::{Placement, ServerOpts, Target};
-use crate::util::{fmt_ms, ratio, table};
+use crate::util::{fmt_ms, opt, ratio, table};
 
 #[derive(Parser, Debug)]
 #[command(name = "lingshi-bench", about = "Benchmarks for the Lingshi server")]
@@ -544,22 +544,12 @@ async fn cmd_throughput(
                 fmt_ms(s.delivery.p50),
                 fmt_ms(s.delivery.p99),
                 format!("{:.0}", s.achieved),
-                s.mean_batch
-                    .map(|v| format!("{v:.1}"))
-                    .unwrap_or("-".into()),
-                s.commits.map(|v| format!("{v:.0}")).unwrap_or("-".into()),
-                s.mean_commit_ms
-                    .map(|v| format!("{v:.2}"))
-                    .unwrap_or("-".into()),
-                s.mean_writer_ms
-                    .map(|v| format!("{v:.2}"))
-                    .unwrap_or("-".into()),
-                s.cpu_percent
-                    .map(|v| format!("{v:.0}"))
-                    .unwrap_or("-".into()),
-                s.client_cpu_percent
-                    .map(|v| format!("{v:.0}"))
-                    .unwrap_or("-".into()),
+                opt(s.mean_batch, 1),
+                opt(s.commits, 0),
+                opt(s.mean_commit_ms, 2),
+                opt(s.mean_writer_ms, 2),
+                opt(s.cpu_percent, 0),
+                opt(s.client_cpu_percent, 0),
             ]);
         }
     }

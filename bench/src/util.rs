@@ -142,6 +142,12 @@ pub fn fmt_ms(v: f64) -> String {
     }
 }
 
+/// A figure with `places` decimals, or "-" when it was not measured.
+pub fn opt(v: Option<f64>, places: usize) -> String {
+    v.map(|v| format!("{v:.places$}"))
+        .unwrap_or_else(|| "-".into())
+}
+
 /// `ours / baseline`, or "-" when either side is missing.
 pub fn ratio(ours: Option<f64>, base: Option<f64>) -> String {
     match (ours, base) {
