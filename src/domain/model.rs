@@ -385,6 +385,15 @@ pub enum SaveOutcome {
     Unchanged,
 }
 
+/// One imported file, parsed and rendered, ready to be upserted by slug + locale.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ArticleImport {
+    pub fields: ArticleFields,
+    pub body_html: String,
+    /// Hash of the file: an article saved from the same content is left unchanged.
+    pub source_hash: String,
+}
+
 /// A search without hits, grouped for editors.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SearchGap {

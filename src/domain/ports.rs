@@ -181,6 +181,15 @@ pub trait KbStore: Send + Sync {
         editor: Option<AgentId>,
         source_hash: Option<&str>,
     ) -> AppResult<(Article, SaveOutcome)>;
+    /// Imported articles, upserted by slug + locale in one transaction (with their
+    /// versions and index-queue rows): one outcome per item, in order. An item that fails
+    /// is rolled back alone and the others are kept.
+    async fn import_articles(
+        &self,
+        items: &[ArticleImport],
+    ) -> AppResult<Vec<AppResult<SaveOutcome>>>;
+    /// Articles by id (missing ids are left out), for the indexer.
+    async fn articles_by_ids(&self, ids: &[ArticleId]) -> AppResult<Vec<Article>>;
     async fn article_versions(&self, id: ArticleId) -> AppResult<Vec<ArticleVersion>>;
     async fn article_version(
         &self,

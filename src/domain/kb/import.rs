@@ -8,7 +8,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::{render_markdown, validate, ArticleInput};
-use crate::domain::model::{Area, ArticleFields, SaveMode, SaveOutcome};
+use crate::domain::model::{Area, ArticleFields, ArticleImport, SaveMode, SaveOutcome};
 use crate::domain::ports::Store;
 
 /// The front matter keys of the import format.
@@ -153,23 +153,21 @@ pub struct ImportReport {
     pub errors: Vec<ImportError>,
 }
 
-/// Import one file.
-pub async fn import_file(store: &dyn Store, path: &Path) -> Result<SaveOutcome, ImportError> {
-    let err = |line: usize, message: String| ImportError {
+/// Files parsed and rendered ahead of the database, and written per transaction.
+const BATCH: usize = 256;
+
+/// Read, parse, hash and render one file (no database).
+pub fn prepare_file(path: &Path) -> Result<ArticleImport, ImportError> {
+    let bytes = std::fs::read(path).map_err(|e| ImportError {
         path: path.to_path_buf(),
-        line,
-        message,
-    };
-    let bytes = std::fs::read(path).map_err(|e| err(1, format!("cannot read: {e}")))?;
-    import_bytes(store, path, bytes).await
+        line: 1,
+        message: format!("cannot read: {e}"),
+    })?;
+    prepare_bytes(path, bytes)
 }
 
-/// Import one file's content (`path` names it in errors).
-pub async fn import_bytes(
-    store: &dyn Store,
-    path: &Path,
-    bytes: Vec<u8>,
-) -> Result<SaveOutcome, ImportError> {
+/// Parse, hash and render one file's content (`path` names it in errors).
+pub fn prepare_bytes(path: &Path, bytes: Vec<u8>) -> Result<ArticleImport, ImportError> {
     let err = |line: usize, message: String| ImportError {
         path: path.to_path_buf(),
         line,
@@ -181,19 +179,76 @@ pub async fn import_bytes(
         err(line, "the file is not valid UTF-8".into())
     })?;
     let fields = parse(&text).map_err(|(line, msg)| err(line, msg))?;
-    let hash: String = Sha256::digest(text.as_bytes())
+    let source_hash: String = Sha256::digest(text.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    let html = render_markdown(&fields.body_markdown);
-    store
-        .save_article(SaveMode::Upsert, &fields, &html, None, Some(&hash))
-        .await
-        .map(|(_, outcome)| outcome)
-        .map_err(|e| err(1, e.detail()))
+    let body_html = render_markdown(&fields.body_markdown);
+    Ok(ArticleImport {
+        fields,
+        body_html,
+        source_hash,
+    })
 }
 
-/// Import every file under `dir`, reporting progress through `on_file`.
+/// [`prepare_file`] for many files, spread over the machine's cores; results in order.
+fn prepare_files(paths: &[PathBuf]) -> Vec<Result<ArticleImport, ImportError>> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    let per = paths.len().div_ceil(workers).max(1);
+    std::thread::scope(|s| {
+        let parts: Vec<_> = paths
+            .chunks(per)
+            .map(|part| s.spawn(move || part.iter().map(|p| prepare_file(p)).collect::<Vec<_>>()))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
+}
+
+/// Import one file.
+pub async fn import_file(store: &dyn Store, path: &Path) -> Result<SaveOutcome, ImportError> {
+    let article = prepare_file(path)?;
+    save_one(store, path, article).await
+}
+
+/// Import one file's content (`path` names it in errors).
+pub async fn import_bytes(
+    store: &dyn Store,
+    path: &Path,
+    bytes: Vec<u8>,
+) -> Result<SaveOutcome, ImportError> {
+    let article = prepare_bytes(path, bytes)?;
+    save_one(store, path, article).await
+}
+
+async fn save_one(
+    store: &dyn Store,
+    path: &Path,
+    a: ArticleImport,
+) -> Result<SaveOutcome, ImportError> {
+    store
+        .save_article(
+            SaveMode::Upsert,
+            &a.fields,
+            &a.body_html,
+            None,
+            Some(&a.source_hash),
+        )
+        .await
+        .map(|(_, outcome)| outcome)
+        .map_err(|e| ImportError {
+            path: path.to_path_buf(),
+            line: 1,
+            message: e.detail(),
+        })
+}
+
+/// Import every file under `dir`, reporting progress through `on_file` (in file
+/// order). Files are read and rendered on every core while the previous batch is
+/// written, and each batch is one transaction: a file that fails is reported and
+/// rolled back alone.
 pub async fn import_dir(
     store: &dyn Store,
     dir: &Path,
@@ -201,14 +256,63 @@ pub async fn import_dir(
 ) -> std::io::Result<ImportReport> {
     let files = find_files(dir)?;
     let mut report = ImportReport::default();
-    for path in files {
-        let r = import_file(store, &path).await;
-        on_file(&path, &r);
-        match r {
-            Ok(SaveOutcome::Created) => report.created += 1,
-            Ok(SaveOutcome::Updated) => report.updated += 1,
-            Ok(SaveOutcome::Unchanged) => report.unchanged += 1,
-            Err(e) => report.errors.push(e),
+    let mut batches = files.chunks(BATCH).map(<[PathBuf]>::to_vec);
+    let prepare = |paths: Vec<PathBuf>| {
+        tokio::task::spawn_blocking(move || {
+            let prepared = prepare_files(&paths);
+            (paths, prepared)
+        })
+    };
+    let mut next = batches.next().map(prepare);
+    while let Some(job) = next.take() {
+        let (paths, prepared) = job
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        next = batches.next().map(prepare);
+        let mut results: Vec<Result<SaveOutcome, ImportError>> = Vec::with_capacity(paths.len());
+        let mut items = Vec::new();
+        let mut slots = Vec::new();
+        for (i, p) in prepared.into_iter().enumerate() {
+            match p {
+                Ok(a) => {
+                    slots.push(i);
+                    items.push(a);
+                    results.push(Ok(SaveOutcome::Unchanged));
+                }
+                Err(e) => results.push(Err(e)),
+            }
+        }
+        if !items.is_empty() {
+            match store.import_articles(&items).await {
+                Ok(saved) => {
+                    for (slot, r) in slots.iter().zip(saved) {
+                        results[*slot] = r.map_err(|e| ImportError {
+                            path: paths[*slot].clone(),
+                            line: 1,
+                            message: e.detail(),
+                        });
+                    }
+                }
+                Err(e) => {
+                    let message = e.detail();
+                    for slot in &slots {
+                        results[*slot] = Err(ImportError {
+                            path: paths[*slot].clone(),
+                            line: 1,
+                            message: message.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        for (path, r) in paths.iter().zip(results) {
+            on_file(path, &r);
+            match r {
+                Ok(SaveOutcome::Created) => report.created += 1,
+                Ok(SaveOutcome::Updated) => report.updated += 1,
+                Ok(SaveOutcome::Unchanged) => report.unchanged += 1,
+                Err(e) => report.errors.push(e),
+            }
         }
     }
     Ok(report)

@@ -4,6 +4,7 @@
 //! got next to the index, so a restart only applies what is new and never rebuilds a
 //! healthy index.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::to_doc;
+use crate::domain::model::Article;
 use crate::domain::ports::Store;
 use crate::domain::types::{now, ArticleId};
 
@@ -95,10 +97,17 @@ impl Indexer {
             let mut ids: Vec<ArticleId> = rows.iter().filter_map(|(_, id)| *id).collect();
             ids.sort();
             ids.dedup();
-            let mut upserts = Vec::new();
+            let found: HashMap<ArticleId, Article> = self
+                .store
+                .articles_by_ids(&ids)
+                .await?
+                .into_iter()
+                .map(|a| (a.id, a))
+                .collect();
+            let mut upserts = Vec::with_capacity(found.len());
             let mut deletes = Vec::new();
             for id in ids {
-                match self.store.article(id).await?.as_ref().and_then(to_doc) {
+                match found.get(&id).and_then(to_doc) {
                     Some(doc) => upserts.push(doc),
                     None => deletes.push(id.to_string()),
                 }

@@ -174,6 +174,133 @@ impl PgStore {
     }
 }
 
+/// One save inside the caller's transaction: the article's id and what was done.
+async fn save_in(
+    conn: &mut PgConnection,
+    mode: SaveMode,
+    f: &ArticleFields,
+    body_html: &str,
+    editor: Option<AgentId>,
+    source_hash: Option<&str>,
+    now: Timestamp,
+) -> AppResult<(ArticleId, SaveOutcome)> {
+    // Locked: two editors (or an editor and an import) saving one article at once
+    // take turns, and each sees the other's version.
+    let existing = match mode {
+        SaveMode::Update(id) => {
+            let row: Option<ArticleRow> = sqlx::query_as(&format!(
+                "SELECT {ARTICLE_COLUMNS} FROM articles WHERE id = $1 FOR UPDATE"
+            ))
+            .bind(id.0)
+            .fetch_optional(&mut *conn)
+            .await?;
+            row.map(ArticleRow::into_domain).transpose()?
+        }
+        SaveMode::Create | SaveMode::Upsert => {
+            let row: Option<ArticleRow> = sqlx::query_as(&format!(
+                "SELECT {ARTICLE_COLUMNS} FROM articles WHERE slug = $1 AND locale = $2 FOR UPDATE"
+            ))
+            .bind(&f.slug)
+            .bind(f.locale.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
+            row.map(ArticleRow::into_domain).transpose()?
+        }
+    };
+    match (mode, &existing) {
+        (SaveMode::Update(_), None) => return Err(AppError::not_found("article")),
+        (SaveMode::Create, Some(e)) => {
+            return Err(AppError::Conflict(format!(
+                "an article with slug {:?} and locale {:?} exists (id {}); update it with PUT",
+                e.fields.slug,
+                e.fields.locale.as_str(),
+                e.id
+            )))
+        }
+        _ => {}
+    }
+    if let (Some(e), Some(h)) = (&existing, source_hash) {
+        if e.source_hash.as_deref() == Some(h) {
+            return Ok((e.id, SaveOutcome::Unchanged));
+        }
+    }
+    let published = f.status == ArticleStatus::Published;
+    let (id, version, outcome, published_at) = match &existing {
+        Some(e) => (
+            e.id,
+            e.version + 1,
+            SaveOutcome::Updated,
+            e.published_at.or_else(|| published.then_some(now)),
+        ),
+        None => (
+            ArticleId::new(),
+            1,
+            SaveOutcome::Created,
+            published.then_some(now),
+        ),
+    };
+    let countries: Vec<&str> = f.countries.iter().map(CountryCode::as_str).collect();
+    let res = sqlx::query(
+        "INSERT INTO articles (id, slug, locale, title, summary, body_markdown, body_html, category, \
+         countries, tags, status, version, severity, area_lat, area_lon, area_radius_km, expires_at, \
+         expiry_indexed, source_hash, created_at, updated_at, published_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, false, $18, $19, $19, $20) \
+         ON CONFLICT (id) DO UPDATE SET slug = excluded.slug, locale = excluded.locale, \
+         title = excluded.title, summary = excluded.summary, body_markdown = excluded.body_markdown, \
+         body_html = excluded.body_html, category = excluded.category, countries = excluded.countries, \
+         tags = excluded.tags, status = excluded.status, version = excluded.version, \
+         severity = excluded.severity, area_lat = excluded.area_lat, area_lon = excluded.area_lon, \
+         area_radius_km = excluded.area_radius_km, expires_at = excluded.expires_at, expiry_indexed = false, \
+         source_hash = excluded.source_hash, updated_at = excluded.updated_at, \
+         published_at = excluded.published_at",
+    )
+    .bind(id.0)
+    .bind(&f.slug)
+    .bind(f.locale.as_str())
+    .bind(&f.title)
+    .bind(&f.summary)
+    .bind(&f.body_markdown)
+    .bind(body_html)
+    .bind(f.category.as_str())
+    .bind(to_json(&countries))
+    .bind(to_json(&f.tags))
+    .bind(f.status.as_str())
+    .bind(version)
+    .bind(f.severity.map(|s| s.as_str()))
+    .bind(f.area.map(|a| a.lat))
+    .bind(f.area.map(|a| a.lon))
+    .bind(f.area.map(|a| a.radius_km))
+    .bind(f.expires_at)
+    .bind(source_hash)
+    .bind(now)
+    .bind(published_at)
+    .execute(&mut *conn)
+    .await;
+    if let Err(e) = res {
+        if is_unique_violation(&e) {
+            return Err(AppError::Conflict(format!(
+                "an article with slug {:?} and locale {:?} already exists",
+                f.slug,
+                f.locale.as_str()
+            )));
+        }
+        return Err(e.into());
+    }
+    sqlx::query(
+        "INSERT INTO article_versions (article_id, version, snapshot, editor_id, created_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(id.0)
+    .bind(version)
+    .bind(to_json(f))
+    .bind(editor.map(|e| e.0))
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    enqueue_index(&mut *conn, &[id.to_string()], now).await?;
+    Ok((id, outcome))
+}
+
 #[async_trait]
 impl KbStore for PgStore {
     async fn article(&self, id: ArticleId) -> AppResult<Option<Article>> {
@@ -245,127 +372,61 @@ impl KbStore for PgStore {
         editor: Option<AgentId>,
         source_hash: Option<&str>,
     ) -> AppResult<(Article, SaveOutcome)> {
-        let now = now();
         let mut tx = self.pool.begin().await?;
-        // Locked: two editors (or an editor and an import) saving one article at once
-        // take turns, and each sees the other's version.
-        let existing = match mode {
-            SaveMode::Update(id) => {
-                let row: Option<ArticleRow> = sqlx::query_as(&format!(
-                    "SELECT {ARTICLE_COLUMNS} FROM articles WHERE id = $1 FOR UPDATE"
-                ))
-                .bind(id.0)
-                .fetch_optional(&mut *tx)
-                .await?;
-                row.map(ArticleRow::into_domain).transpose()?
-            }
-            SaveMode::Create | SaveMode::Upsert => {
-                let row: Option<ArticleRow> = sqlx::query_as(&format!(
-                    "SELECT {ARTICLE_COLUMNS} FROM articles WHERE slug = $1 AND locale = $2 FOR UPDATE"
-                ))
-                .bind(&f.slug)
-                .bind(f.locale.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
-                row.map(ArticleRow::into_domain).transpose()?
-            }
-        };
-        match (mode, &existing) {
-            (SaveMode::Update(_), None) => return Err(AppError::not_found("article")),
-            (SaveMode::Create, Some(e)) => {
-                return Err(AppError::Conflict(format!(
-                    "an article with slug {:?} and locale {:?} exists (id {}); update it with PUT",
-                    e.fields.slug,
-                    e.fields.locale.as_str(),
-                    e.id
-                )))
-            }
-            _ => {}
-        }
-        if let (Some(e), Some(h)) = (&existing, source_hash) {
-            if e.source_hash.as_deref() == Some(h) {
-                return Ok((e.clone(), SaveOutcome::Unchanged));
-            }
-        }
-        let published = f.status == ArticleStatus::Published;
-        let (id, version, outcome, published_at) = match &existing {
-            Some(e) => (
-                e.id,
-                e.version + 1,
-                SaveOutcome::Updated,
-                e.published_at.or_else(|| published.then_some(now)),
-            ),
-            None => (
-                ArticleId::new(),
-                1,
-                SaveOutcome::Created,
-                published.then_some(now),
-            ),
-        };
-        let countries: Vec<&str> = f.countries.iter().map(CountryCode::as_str).collect();
-        let res = sqlx::query(
-            "INSERT INTO articles (id, slug, locale, title, summary, body_markdown, body_html, category, \
-             countries, tags, status, version, severity, area_lat, area_lon, area_radius_km, expires_at, \
-             expiry_indexed, source_hash, created_at, updated_at, published_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, false, $18, $19, $19, $20) \
-             ON CONFLICT (id) DO UPDATE SET slug = excluded.slug, locale = excluded.locale, \
-             title = excluded.title, summary = excluded.summary, body_markdown = excluded.body_markdown, \
-             body_html = excluded.body_html, category = excluded.category, countries = excluded.countries, \
-             tags = excluded.tags, status = excluded.status, version = excluded.version, \
-             severity = excluded.severity, area_lat = excluded.area_lat, area_lon = excluded.area_lon, \
-             area_radius_km = excluded.area_radius_km, expires_at = excluded.expires_at, expiry_indexed = false, \
-             source_hash = excluded.source_hash, updated_at = excluded.updated_at, \
-             published_at = excluded.published_at",
-        )
-        .bind(id.0)
-        .bind(&f.slug)
-        .bind(f.locale.as_str())
-        .bind(&f.title)
-        .bind(&f.summary)
-        .bind(&f.body_markdown)
-        .bind(body_html)
-        .bind(f.category.as_str())
-        .bind(to_json(&countries))
-        .bind(to_json(&f.tags))
-        .bind(f.status.as_str())
-        .bind(version)
-        .bind(f.severity.map(|s| s.as_str()))
-        .bind(f.area.map(|a| a.lat))
-        .bind(f.area.map(|a| a.lon))
-        .bind(f.area.map(|a| a.radius_km))
-        .bind(f.expires_at)
-        .bind(source_hash)
-        .bind(now)
-        .bind(published_at)
-        .execute(&mut *tx)
-        .await;
-        if let Err(e) = res {
-            if is_unique_violation(&e) {
-                return Err(AppError::Conflict(format!(
-                    "an article with slug {:?} and locale {:?} already exists",
-                    f.slug,
-                    f.locale.as_str()
-                )));
-            }
-            return Err(e.into());
-        }
-        sqlx::query(
-            "INSERT INTO article_versions (article_id, version, snapshot, editor_id, created_at) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(id.0)
-        .bind(version)
-        .bind(to_json(f))
-        .bind(editor.map(|e| e.0))
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        enqueue_index(&mut tx, &[id.to_string()], now).await?;
+        let (id, outcome) =
+            save_in(&mut tx, mode, f, body_html, editor, source_hash, now()).await?;
         let saved = fetch_article_by_id(&mut tx, id.0)
             .await?
             .ok_or_else(|| AppError::not_found("article"))?;
         tx.commit().await?;
         Ok((saved, outcome))
+    }
+
+    async fn import_articles(
+        &self,
+        items: &[ArticleImport],
+    ) -> AppResult<Vec<AppResult<SaveOutcome>>> {
+        let now = now();
+        let mut tx = self.pool.begin().await?;
+        let mut out = Vec::with_capacity(items.len());
+        for it in items {
+            // A savepoint each: a failed item is undone alone.
+            let mut item = sqlx::Connection::begin(&mut *tx).await?;
+            let r = save_in(
+                &mut item,
+                SaveMode::Upsert,
+                &it.fields,
+                &it.body_html,
+                None,
+                Some(&it.source_hash),
+                now,
+            )
+            .await;
+            match r {
+                Ok((_, outcome)) => {
+                    item.commit().await?;
+                    out.push(Ok(outcome));
+                }
+                Err(e) => {
+                    item.rollback().await?;
+                    out.push(Err(e));
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn articles_by_ids(&self, ids: &[ArticleId]) -> AppResult<Vec<Article>> {
+        let ids: Vec<Uuid> = ids.iter().map(|i| i.0).collect();
+        articles(
+            sqlx::query_as(&format!(
+                "SELECT {ARTICLE_COLUMNS} FROM articles WHERE id = ANY($1)"
+            ))
+            .bind(&ids)
+            .fetch_all(&self.pool)
+            .await?,
+        )
     }
 
     async fn article_versions(&self, id: ArticleId) -> AppResult<Vec<ArticleVersion>> {

@@ -138,6 +138,123 @@ async fn enqueue_index(
     Ok(())
 }
 
+/// One save inside the caller's transaction: the article's id and what was done.
+async fn save_in(
+    tx: &mut SqliteConnection,
+    mode: SaveMode,
+    f: &ArticleFields,
+    body_html: &str,
+    editor: Option<AgentId>,
+    source_hash: Option<&str>,
+    now: &str,
+) -> AppResult<(ArticleId, SaveOutcome)> {
+    let existing = match mode {
+        SaveMode::Update(id) => fetch_article(&mut *tx, "id = ?", &[&id.to_string()]).await?,
+        SaveMode::Create | SaveMode::Upsert => {
+            fetch_article(
+                &mut *tx,
+                "slug = ? AND locale = ?",
+                &[&f.slug, f.locale.as_str()],
+            )
+            .await?
+        }
+    };
+    match (mode, &existing) {
+        (SaveMode::Update(_), None) => return Err(AppError::not_found("article")),
+        (SaveMode::Create, Some(e)) => {
+            return Err(AppError::Conflict(format!(
+                "an article with slug {:?} and locale {:?} exists (id {}); update it with PUT",
+                e.fields.slug,
+                e.fields.locale.as_str(),
+                e.id
+            )))
+        }
+        _ => {}
+    }
+    if let (Some(e), Some(h)) = (&existing, source_hash) {
+        if e.source_hash.as_deref() == Some(h) {
+            return Ok((e.id, SaveOutcome::Unchanged));
+        }
+    }
+    let published = f.status == ArticleStatus::Published;
+    let (id, version, outcome, published_at) = match &existing {
+        Some(e) => (
+            e.id,
+            e.version + 1,
+            SaveOutcome::Updated,
+            e.published_at
+                .map(fmt_time)
+                .or_else(|| published.then(|| now.to_string())),
+        ),
+        None => (
+            ArticleId::new(),
+            1,
+            SaveOutcome::Created,
+            published.then(|| now.to_string()),
+        ),
+    };
+    let countries: Vec<&str> = f.countries.iter().map(CountryCode::as_str).collect();
+    let res = sqlx::query(
+        "INSERT INTO articles (id, slug, locale, title, summary, body_markdown, body_html, category, \
+         countries, tags, status, version, severity, area_lat, area_lon, area_radius_km, expires_at, \
+         expiry_indexed, source_hash, created_at, updated_at, published_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?) \
+         ON CONFLICT (id) DO UPDATE SET slug = excluded.slug, locale = excluded.locale, \
+         title = excluded.title, summary = excluded.summary, body_markdown = excluded.body_markdown, \
+         body_html = excluded.body_html, category = excluded.category, countries = excluded.countries, \
+         tags = excluded.tags, status = excluded.status, version = excluded.version, \
+         severity = excluded.severity, area_lat = excluded.area_lat, area_lon = excluded.area_lon, \
+         area_radius_km = excluded.area_radius_km, expires_at = excluded.expires_at, expiry_indexed = 0, \
+         source_hash = excluded.source_hash, updated_at = excluded.updated_at, \
+         published_at = excluded.published_at",
+    )
+    .bind(id.to_string())
+    .bind(&f.slug)
+    .bind(f.locale.as_str())
+    .bind(&f.title)
+    .bind(&f.summary)
+    .bind(&f.body_markdown)
+    .bind(body_html)
+    .bind(f.category.as_str())
+    .bind(to_json(&countries))
+    .bind(to_json(&f.tags))
+    .bind(f.status.as_str())
+    .bind(version)
+    .bind(f.severity.map(|s| s.as_str()))
+    .bind(f.area.map(|a| a.lat))
+    .bind(f.area.map(|a| a.lon))
+    .bind(f.area.map(|a| a.radius_km))
+    .bind(f.expires_at.map(fmt_time))
+    .bind(source_hash)
+    .bind(now)
+    .bind(now)
+    .bind(&published_at)
+    .execute(&mut *tx)
+    .await;
+    if let Err(e) = res {
+        if is_unique_violation(&e) {
+            return Err(AppError::Conflict(format!(
+                "an article with slug {:?} and locale {:?} already exists",
+                f.slug,
+                f.locale.as_str()
+            )));
+        }
+        return Err(e.into());
+    }
+    sqlx::query(
+        "INSERT INTO article_versions (article_id, version, snapshot, editor_id, created_at) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(id.to_string())
+    .bind(version)
+    .bind(to_json(f))
+    .bind(editor.map(|e| e.to_string()))
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    enqueue_index(&mut *tx, &id.to_string(), now).await?;
+    Ok((id, outcome))
+}
+
 #[async_trait]
 impl KbStore for SqliteStore {
     async fn article(&self, id: ArticleId) -> AppResult<Option<Article>> {
@@ -217,117 +334,64 @@ impl KbStore for SqliteStore {
     ) -> AppResult<(Article, SaveOutcome)> {
         let now = fmt_time(now());
         Ok(write_tx!(self, |tx| {
-            let existing = match mode {
-                SaveMode::Update(id) => {
-                    fetch_article(&mut tx, "id = ?", &[&id.to_string()]).await?
-                }
-                SaveMode::Create | SaveMode::Upsert => {
-                    fetch_article(
-                        &mut tx,
-                        "slug = ? AND locale = ?",
-                        &[&f.slug, f.locale.as_str()],
-                    )
-                    .await?
-                }
-            };
-            match (mode, &existing) {
-                (SaveMode::Update(_), None) => return Err(AppError::not_found("article")),
-                (SaveMode::Create, Some(e)) => {
-                    return Err(AppError::Conflict(format!(
-                    "an article with slug {:?} and locale {:?} exists (id {}); update it with PUT",
-                    e.fields.slug,
-                    e.fields.locale.as_str(),
-                    e.id
-                )))
-                }
-                _ => {}
-            }
-            if let (Some(e), Some(h)) = (&existing, source_hash) {
-                if e.source_hash.as_deref() == Some(h) {
-                    return Ok((e.clone(), SaveOutcome::Unchanged));
-                }
-            }
-            let published = f.status == ArticleStatus::Published;
-            let (id, version, outcome, published_at) = match &existing {
-                Some(e) => (
-                    e.id,
-                    e.version + 1,
-                    SaveOutcome::Updated,
-                    e.published_at
-                        .map(fmt_time)
-                        .or_else(|| published.then(|| now.clone())),
-                ),
-                None => (
-                    ArticleId::new(),
-                    1,
-                    SaveOutcome::Created,
-                    published.then(|| now.clone()),
-                ),
-            };
-            let countries: Vec<&str> = f.countries.iter().map(CountryCode::as_str).collect();
-            let res = sqlx::query(
-                "INSERT INTO articles (id, slug, locale, title, summary, body_markdown, body_html, category, \
-                 countries, tags, status, version, severity, area_lat, area_lon, area_radius_km, expires_at, \
-                 expiry_indexed, source_hash, created_at, updated_at, published_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?) \
-                 ON CONFLICT (id) DO UPDATE SET slug = excluded.slug, locale = excluded.locale, \
-                 title = excluded.title, summary = excluded.summary, body_markdown = excluded.body_markdown, \
-                 body_html = excluded.body_html, category = excluded.category, countries = excluded.countries, \
-                 tags = excluded.tags, status = excluded.status, version = excluded.version, \
-                 severity = excluded.severity, area_lat = excluded.area_lat, area_lon = excluded.area_lon, \
-                 area_radius_km = excluded.area_radius_km, expires_at = excluded.expires_at, expiry_indexed = 0, \
-                 source_hash = excluded.source_hash, updated_at = excluded.updated_at, \
-                 published_at = excluded.published_at",
-            )
-            .bind(id.to_string())
-            .bind(&f.slug)
-            .bind(f.locale.as_str())
-            .bind(&f.title)
-            .bind(&f.summary)
-            .bind(&f.body_markdown)
-            .bind(body_html)
-            .bind(f.category.as_str())
-            .bind(to_json(&countries))
-            .bind(to_json(&f.tags))
-            .bind(f.status.as_str())
-            .bind(version)
-            .bind(f.severity.map(|s| s.as_str()))
-            .bind(f.area.map(|a| a.lat))
-            .bind(f.area.map(|a| a.lon))
-            .bind(f.area.map(|a| a.radius_km))
-            .bind(f.expires_at.map(fmt_time))
-            .bind(source_hash)
-            .bind(&now)
-            .bind(&now)
-            .bind(&published_at)
-            .execute(&mut *tx)
-            .await;
-            if let Err(e) = res {
-                if is_unique_violation(&e) {
-                    return Err(AppError::Conflict(format!(
-                        "an article with slug {:?} and locale {:?} already exists",
-                        f.slug,
-                        f.locale.as_str()
-                    )));
-                }
-                return Err(e.into());
-            }
-            sqlx::query(
-                "INSERT INTO article_versions (article_id, version, snapshot, editor_id, created_at) VALUES (?, ?, ?, ?, ?)",
-            )
-            .bind(id.to_string())
-            .bind(version)
-            .bind(to_json(f))
-            .bind(editor.map(|e| e.to_string()))
-            .bind(&now)
-            .execute(&mut *tx)
-            .await?;
-            enqueue_index(&mut tx, &id.to_string(), &now).await?;
+            let (id, outcome) =
+                save_in(&mut tx, mode, f, body_html, editor, source_hash, &now).await?;
             let saved = fetch_article(&mut tx, "id = ?", &[&id.to_string()])
                 .await?
                 .ok_or_else(|| AppError::not_found("article"))?;
             (saved, outcome)
         }))
+    }
+
+    async fn import_articles(
+        &self,
+        items: &[ArticleImport],
+    ) -> AppResult<Vec<AppResult<SaveOutcome>>> {
+        let now = fmt_time(now());
+        Ok(write_tx!(self, |tx| {
+            let mut out = Vec::with_capacity(items.len());
+            for it in items {
+                let mut item = sqlx::Connection::begin(&mut *tx).await?;
+                let r = save_in(
+                    &mut item,
+                    SaveMode::Upsert,
+                    &it.fields,
+                    &it.body_html,
+                    None,
+                    Some(&it.source_hash),
+                    &now,
+                )
+                .await;
+                match r {
+                    Ok((_, outcome)) => {
+                        item.commit().await?;
+                        out.push(Ok(outcome));
+                    }
+                    Err(e) => {
+                        item.rollback().await?;
+                        out.push(Err(e));
+                    }
+                }
+            }
+            out
+        }))
+    }
+
+    async fn articles_by_ids(&self, ids: &[ArticleId]) -> AppResult<Vec<Article>> {
+        let mut out = Vec::with_capacity(ids.len());
+        // SQLite's default limit on bound parameters is well above a queue page.
+        for chunk in ids.chunks(500) {
+            let mut q = QueryBuilder::<Sqlite>::new(format!(
+                "SELECT {ARTICLE_COLUMNS} FROM articles WHERE id IN ("
+            ));
+            let mut sep = q.separated(", ");
+            for id in chunk {
+                sep.push_bind(id.to_string());
+            }
+            q.push(")");
+            out.extend(articles(q.build_query_as().fetch_all(&self.read).await?)?);
+        }
+        Ok(out)
     }
 
     async fn article_versions(&self, id: ArticleId) -> AppResult<Vec<ArticleVersion>> {
