@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use lingshi_search::{
     Doc, MeiliConfig, MeiliEngine, SearchEngine, SearchError, Synonyms, TantivyEngine,
+    WriterOptions,
 };
 use serde::Deserialize;
 use tokio::sync::{mpsc, Notify, Semaphore};
@@ -92,13 +93,20 @@ pub async fn open_engine(config: &Config) -> Result<Arc<dyn SearchEngine>, Searc
     }
     let dir = index_dir(config);
     std::fs::create_dir_all(&dir)?;
-    let opened = match TantivyEngine::open(&dir, synonyms.clone()) {
+    // Indexing is rare and bursty (an import, a rebuild): while it runs it may use
+    // every core; between bursts the threads wait and their memory is not taken.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let writer = WriterOptions {
+        threads: cores.clamp(1, 4),
+        heap_bytes: cores.clamp(1, 4) * 32 * 1024 * 1024,
+    };
+    let opened = match TantivyEngine::open_with(&dir, synonyms.clone(), writer) {
         Err(SearchError::IncompatibleIndex(why)) => {
             tracing::warn!(%why, "search index has an old schema; rebuilding it");
             std::fs::remove_dir_all(&dir)?;
             let _ = std::fs::remove_file(indexer::state_file_for(&dir));
             std::fs::create_dir_all(&dir)?;
-            TantivyEngine::open(&dir, synonyms)
+            TantivyEngine::open_with(&dir, synonyms, writer)
         }
         other => other,
     };
