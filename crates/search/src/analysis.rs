@@ -10,11 +10,13 @@
 //!
 //! Whitespace, punctuation, emoji and Markdown symbols never become tokens.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
 
 use pinyin::{ToPinyin, ToPinyinMulti};
-use tantivy::tokenizer::{Language, Stemmer, TextAnalyzer, Token, TokenStream, Tokenizer};
+use tantivy::tokenizer::{
+    Language, RawTokenizer, Stemmer, TextAnalyzer, Token, TokenStream, Tokenizer,
+};
 use tantivy_jieba::jieba_rs::Jieba;
 use tantivy_jieba::JiebaTokenizer;
 
@@ -113,7 +115,7 @@ impl Segmenter {
     }
 
     /// Calls `f(start, end)` with byte offsets (relative to `run`) of each jieba word.
-    fn segment(&mut self, run: &str, mut f: impl FnMut(usize, usize)) {
+    pub(crate) fn segment(&mut self, run: &str, mut f: impl FnMut(usize, usize)) {
         match self {
             Segmenter::Global(tok) => {
                 let mut ts = tok.token_stream(run);
@@ -224,6 +226,41 @@ pub(crate) fn word_analyzer(seg: Segmenter) -> TextAnalyzer {
     TextAnalyzer::builder(WordTokenizer { seg })
         .filter(Stemmer::new(Language::English))
         .build()
+}
+
+/// The stem of one lowercased Latin word as the word analyzer would index it,
+/// remembered per word: a snippet asks for the same words again and again, and
+/// stemming every word of a body was most of a snippet's cost.
+pub(crate) struct WordStems {
+    analyzer: TextAnalyzer,
+    memo: HashMap<String, Option<String>>,
+}
+
+impl WordStems {
+    pub(crate) fn new() -> Self {
+        WordStems {
+            analyzer: TextAnalyzer::builder(RawTokenizer::default())
+                .filter(Stemmer::new(Language::English))
+                .build(),
+            memo: HashMap::new(),
+        }
+    }
+
+    /// `None` for a word the index drops (too long).
+    pub(crate) fn stem(&mut self, lower: &str) -> Option<&str> {
+        if !self.memo.contains_key(lower) {
+            let stem = (lower.len() <= MAX_TOKEN_BYTES).then(|| {
+                let mut ts = self.analyzer.token_stream(lower);
+                if ts.advance() {
+                    ts.token().text.clone()
+                } else {
+                    lower.to_string()
+                }
+            });
+            self.memo.insert(lower.to_string(), stem);
+        }
+        self.memo.get(lower).and_then(|s| s.as_deref())
+    }
 }
 
 /// Runs an analyzer and collects its tokens.

@@ -4,7 +4,7 @@
 //! text, which is untrusted.
 
 use crate::analysis::{
-    analyze, edit_distance_within, is_han, joined_pinyin, to_simplified, word_analyzer, Segmenter,
+    edit_distance_within, joined_pinyin, runs, to_simplified, RunKind, Segmenter, WordStems,
 };
 use crate::query::Highlight;
 
@@ -34,26 +34,42 @@ fn spans(text: &str, h: &Highlight) -> Vec<(usize, usize)> {
             out.push((i, i + m.len()));
         }
     }
-    if !h.exact.is_empty() || !h.fuzzy.is_empty() || !h.pinyin.is_empty() || !h.prefix.is_empty() {
-        let mut analyzer = word_analyzer(Segmenter::global());
-        for t in analyze(&mut analyzer, text) {
-            let raw = &text[t.offset_from..t.offset_to];
-            let hit = if raw.chars().all(is_han) {
-                !h.pinyin.is_empty()
-                    && raw.chars().count() >= 2
-                    && h.pinyin.contains(&joined_pinyin(&t.text))
-            } else {
-                h.exact.contains(&t.text)
-                    || h.prefix
-                        .iter()
-                        .any(|p| raw.to_lowercase().starts_with(p.as_str()))
-                    || (t.text.bytes().all(|b| b.is_ascii_alphabetic())
-                        && h.fuzzy
-                            .iter()
-                            .any(|(term, d)| edit_distance_within(&t.text, term, *d)))
-            };
-            if hit {
-                out.push((t.offset_from, t.offset_to));
+    let words = !h.exact.is_empty() || !h.fuzzy.is_empty() || !h.prefix.is_empty();
+    let pinyin = !h.pinyin.is_empty();
+    if words || pinyin {
+        // The same tokens the word analyzer indexes, computed only where a match can
+        // come from: Han runs are segmented only for pinyin, Latin words are stemmed
+        // once per distinct word.
+        let mut seg = pinyin.then(Segmenter::global);
+        let mut stems = WordStems::new();
+        for (s, e, kind) in runs(text) {
+            match kind {
+                RunKind::Han => {
+                    let Some(seg) = seg.as_mut() else { continue };
+                    let run = &*to_simplified(&text[s..e]);
+                    seg.segment(run, |a, b| {
+                        let word = &run[a..b];
+                        if word.chars().count() >= 2 && h.pinyin.contains(&joined_pinyin(word)) {
+                            out.push((s + a, s + b));
+                        }
+                    });
+                }
+                RunKind::Word if words => {
+                    let lower = text[s..e].to_lowercase();
+                    let Some(term) = stems.stem(&lower) else {
+                        continue;
+                    };
+                    let hit = h.exact.contains(term)
+                        || h.prefix.iter().any(|p| lower.starts_with(p.as_str()))
+                        || (term.bytes().all(|b| b.is_ascii_alphabetic())
+                            && h.fuzzy
+                                .iter()
+                                .any(|(t, d)| edit_distance_within(term, t, *d)));
+                    if hit {
+                        out.push((s, e));
+                    }
+                }
+                RunKind::Word => {}
             }
         }
     }
