@@ -184,12 +184,18 @@ impl TantivyEngine {
     }
 
     fn finish(
-        index: Index,
+        mut index: Index,
         fields: Fields,
         synonyms: Synonyms,
         dir: Option<PathBuf>,
         options: WriterOptions,
     ) -> Result<Self, SearchError> {
+        // A query's segments are searched in parallel: one search at a time (the common
+        // case) uses every core; under concurrent searches it costs a thread hop.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if cores > 1 {
+            index.set_multithread_executor(cores.min(4))?;
+        }
         let tm = index.tokenizers();
         tm.register(WORD, word_analyzer(Segmenter::global()));
         tm.register(GRAM, GramTokenizer);
@@ -323,8 +329,13 @@ impl TantivyEngine {
             ))
         };
         let mut out: Vec<Box<dyn TQuery>> = Vec::new();
+        // Drafts are excluded rather than published articles required: a required
+        // clause matching nearly every document would lead the intersection and seek
+        // the text query at every document; an exclusion is only checked where the
+        // text query matches.
+        let mut excluded: Vec<(Occur, Box<dyn TQuery>)> = Vec::new();
         if !q.include_unpublished {
-            out.push(term(f.published, "1"));
+            excluded.push((Occur::MustNot, term(f.published, "0")));
         }
         if let Some(locale) = q.locale.as_deref().filter(|l| !l.trim().is_empty()) {
             let key = locale.trim().to_ascii_lowercase().replace('_', "-");
@@ -347,6 +358,7 @@ impl TantivyEngine {
                     Box::new(ConstScoreQuery::new(q, 0.0)) as Box<dyn TQuery>,
                 )
             })
+            .chain(excluded)
             .collect()
     }
 }
