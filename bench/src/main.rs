@@ -111,6 +111,19 @@ enum Cmd {
         queries: usize,
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// Only the in-process part (no server, no import): for profiling queries.
+        #[arg(long)]
+        in_process_only: bool,
+        /// With --in-process-only: keep the index in this folder and reuse it when it
+        /// already holds --articles documents.
+        #[arg(long)]
+        index: Option<PathBuf>,
+        /// With --in-process-only: run the query set this many times.
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
+        /// With --in-process-only: print this many of the slowest queries.
+        #[arg(long, default_value_t = 0)]
+        slowest: usize,
     },
     /// Exec → /readyz 200, empty and loaded; idle RSS after start.
     Coldstart {
@@ -323,6 +336,16 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
             articles,
             queries,
             seed,
+            in_process_only: true,
+            index,
+            rounds,
+            slowest,
+        } => cmd_search_in_process(&opts, articles, queries, seed, index, rounds, slowest).await?,
+        Cmd::Search {
+            articles,
+            queries,
+            seed,
+            ..
         } => cmd_search(&opts, articles, queries, seed).await?,
         Cmd::Coldstart {
             messages,
@@ -684,6 +707,34 @@ async fn cmd_search(
         &rows,
     );
     Ok(json!({"search": f.json()}))
+}
+
+async fn cmd_search_in_process(
+    opts: &ServerOpts,
+    articles: usize,
+    queries: usize,
+    seed: u64,
+    index: Option<PathBuf>,
+    rounds: usize,
+    slowest: usize,
+) -> anyhow::Result<Value> {
+    if articles == 0 || queries == 0 {
+        bail!("--articles and --queries must be positive");
+    }
+    let qs = search::queries(queries, seed);
+    let (by_class, build_secs) =
+        search::in_process(articles, qs, seed, &opts.repo, index, rounds, slowest).await?;
+    println!(
+        "\nsearch (in process): {articles} articles, {queries} queries × {rounds}; build {build_secs:.1} s"
+    );
+    let rows: Vec<Vec<String>> = by_class
+        .iter()
+        .map(|(class, s)| vec![class.clone(), s.n.to_string(), fmt_ms(s.p50), fmt_ms(s.p99)])
+        .collect();
+    table(&["queries", "n", "p50", "p99"], &rows);
+    Ok(
+        json!({"search_in_process": by_class.iter().map(|(c, s)| json!({"class": c, "summary": s.json()})).collect::<Vec<_>>()}),
+    )
 }
 
 async fn cmd_coldstart(

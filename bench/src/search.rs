@@ -393,6 +393,71 @@ fn by_class(samples: &[(&'static str, f64)]) -> Vec<(String, Summary)> {
     out
 }
 
+/// The queries against an index of the same articles built in this process: in RAM,
+/// or on disk in `index` (kept, and reused when it already holds `articles`
+/// documents, so that query changes can be measured without indexing again).
+/// `rounds` repeats the query set (the figures cover every round); the
+/// `show_slowest` slowest queries are printed. Returns the
+/// latencies and the seconds spent building (0 when reused).
+pub async fn in_process(
+    articles: usize,
+    qs: Vec<(&'static str, String)>,
+    seed: u64,
+    repo: &Path,
+    index: Option<std::path::PathBuf>,
+    rounds: usize,
+    show_slowest: usize,
+) -> anyhow::Result<(Vec<(String, Summary)>, f64)> {
+    let synonyms = match std::fs::read_to_string(repo.join("knowledge-base/synonyms.toml")) {
+        Ok(s) => Synonyms::from_toml(&s)?,
+        Err(_) => Synonyms::empty(),
+    };
+    let build = Instant::now();
+    let (samples, build_secs) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let engine = match &index {
+            Some(dir) => TantivyEngine::open(dir, synonyms)?,
+            None => TantivyEngine::open_in_ram(synonyms)?,
+        };
+        let mut build_secs = 0.0;
+        if engine.doc_count()? != articles as u64 {
+            engine.clear()?;
+            let mut batch = vec![];
+            for i in 0..articles {
+                batch.push(generate(i, seed).doc);
+                if batch.len() == 5000 {
+                    engine.upsert(std::mem::take(&mut batch))?;
+                }
+            }
+            engine.upsert(batch)?;
+            engine.commit()?;
+            build_secs = build.elapsed().as_secs_f64();
+        }
+        for (_, q) in qs.iter().take(10) {
+            engine.search(&Query::new(q.as_str()))?;
+        }
+        let mut samples = vec![];
+        let mut slowest: Vec<(f64, &str)> = vec![];
+        for _ in 0..rounds.max(1) {
+            for (class, q) in &qs {
+                let s = Instant::now();
+                engine.search(&Query::new(q.as_str()))?;
+                let ms = s.elapsed().as_secs_f64() * 1000.0;
+                samples.push((*class, ms));
+                slowest.push((ms, q.as_str()));
+            }
+        }
+        if show_slowest > 0 {
+            slowest.sort_by(|a, b| b.0.total_cmp(&a.0));
+            for (ms, q) in slowest.iter().take(show_slowest) {
+                println!("{ms:8.2} ms  {q}");
+            }
+        }
+        Ok((samples, build_secs))
+    })
+    .await??;
+    Ok((by_class(&samples), build_secs))
+}
+
 pub async fn run(
     t: &Target,
     articles: usize,
@@ -466,41 +531,13 @@ pub async fn run(
     }
 
     // In-process: the same documents in a RAM index, the same queries.
-    let synonyms = match std::fs::read_to_string(repo.join("knowledge-base/synonyms.toml")) {
-        Ok(s) => Synonyms::from_toml(&s)?,
-        Err(_) => Synonyms::empty(),
-    };
-    let build = Instant::now();
-    let (inproc, build_secs) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        let engine = TantivyEngine::open_in_ram(synonyms)?;
-        let mut batch = vec![];
-        for i in 0..articles {
-            batch.push(generate(i, seed).doc);
-            if batch.len() == 5000 {
-                engine.upsert(std::mem::take(&mut batch))?;
-            }
-        }
-        engine.upsert(batch)?;
-        engine.commit()?;
-        let build_secs = build.elapsed().as_secs_f64();
-        for (_, q) in qs.iter().take(10) {
-            engine.search(&Query::new(q.as_str()))?;
-        }
-        let mut samples = vec![];
-        for (class, q) in &qs {
-            let s = Instant::now();
-            engine.search(&Query::new(q.as_str()))?;
-            samples.push((*class, s.elapsed().as_secs_f64() * 1000.0));
-        }
-        Ok((samples, build_secs))
-    })
-    .await??;
+    let (inproc, build_secs) = in_process(articles, qs, seed, repo, None, 1, 0).await?;
     Ok(SearchFigures {
         articles,
         import_secs,
         index_bytes,
         http: by_class(&http),
-        inproc: by_class(&inproc),
+        inproc,
         inproc_build_secs: build_secs,
         zero_hit_queries: zero,
     })
