@@ -117,6 +117,18 @@ pub fn write_config_file(dir: &Path, config: &Config) -> PathBuf {
         "[kb]\nsynonyms_file = {:?}\n",
         config.kb.synonyms_file.display().to_string()
     ));
+    // The command line must reach the same search backend as the server: with the
+    // embedded index in its place it would apply (and prune) the index queue itself.
+    let se = &config.search;
+    if se.backend != lingshi::config::SearchSettings::default().backend {
+        text.push_str(&format!(
+            "[search]\nbackend = {:?}\nurl = {:?}\napi_key = {:?}\nindex = {:?}\n",
+            se.backend,
+            se.url,
+            se.api_key.expose(),
+            se.index
+        ));
+    }
     let cl = &config.cluster;
     if !cl.nats_url.is_empty() {
         text.push_str(&format!(
