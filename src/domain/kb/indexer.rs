@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lingshi_search::SearchEngine;
 use tokio::sync::Notify;
@@ -20,6 +20,8 @@ use crate::domain::types::{now, ArticleId};
 
 const QUEUE_PAGE: i64 = 1000;
 const REBUILD_PAGE: i64 = 1000;
+/// Behind a backlog, the index is committed at most this often.
+const BACKLOG_COMMIT_EVERY: Duration = Duration::from_secs(2);
 
 #[derive(Clone)]
 pub struct Indexer {
@@ -85,10 +87,14 @@ impl Indexer {
     pub async fn catch_up(&self) -> anyhow::Result<usize> {
         let mut applied = self.applied();
         let mut total = 0;
+        let mut since_commit = Instant::now();
+        let mut uncommitted = false;
         loop {
             let rows = self.store.index_queue_after(applied, QUEUE_PAGE).await?;
             let Some(&(last, _)) = rows.last() else { break };
             if rows.iter().any(|(_, id)| id.is_none()) {
+                // The rebuild clears the index and commits, uncommitted changes included.
+                uncommitted = false;
                 self.rebuild().await?;
                 total += rows.len();
                 applied = self.applied();
@@ -112,6 +118,12 @@ impl Indexer {
                     None => deletes.push(id.to_string()),
                 }
             }
+            // A short page is the end of the queue: commit now, so an editor's save is
+            // searchable at once. Behind a backlog, commit every few seconds instead of
+            // every page: each commit writes a segment per indexing thread, which
+            // merges must later rewrite.
+            let commit =
+                rows.len() < QUEUE_PAGE as usize || since_commit.elapsed() >= BACKLOG_COMMIT_EVERY;
             let engine = self.engine.clone();
             blocking(move || {
                 if !deletes.is_empty() {
@@ -120,12 +132,24 @@ impl Indexer {
                 if !upserts.is_empty() {
                     engine.upsert(upserts)?;
                 }
-                engine.commit()
+                if commit {
+                    engine.commit()?;
+                }
+                Ok(())
             })
             .await?;
-            self.set_applied(last)?;
             total += rows.len();
             applied = last;
+            uncommitted = !commit;
+            if commit {
+                self.set_applied(last)?;
+                since_commit = Instant::now();
+            }
+        }
+        if uncommitted {
+            let engine = self.engine.clone();
+            blocking(move || engine.commit()).await?;
+            self.set_applied(applied)?;
         }
         if total > 0 {
             self.store.prune_index_queue(applied).await?;
