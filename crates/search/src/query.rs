@@ -655,27 +655,41 @@ fn partial_query(f: &TextFields, t: &QTok, w: f32) -> Option<Box<dyn TQuery>> {
     ]))
 }
 
-fn token_query(f: &TextFields, t: &QTok, w: f32, fuzzy: bool, prefix: bool) -> Box<dyn TQuery> {
+/// One word over every field; with `body` false, over the short fields only (title,
+/// tags, summary).
+fn token_query(
+    f: &TextFields,
+    t: &QTok,
+    w: f32,
+    fuzzy: bool,
+    prefix: bool,
+    body: bool,
+) -> Box<dyn TQuery> {
     let mut clauses = vec![
         term_q(f.title, &t.term, w * W_TITLE),
         term_q(f.tags, &t.term, w * W_TAGS),
         term_q(f.summary, &t.term, w * W_SUMMARY),
-        term_q(f.body, &t.term, w * W_BODY),
     ];
+    if body {
+        clauses.push(term_q(f.body, &t.term, w * W_BODY));
+    }
     if t.han {
         let g = grams(&t.term);
         clauses.push(boosted(
             must(g.iter().map(|x| term_q(f.title_gram, x, 1.0)).collect()),
             w * W_TITLE_GRAM,
         ));
-        clauses.push(boosted(
-            must(g.iter().map(|x| term_q(f.text_gram, x, 1.0)).collect()),
-            w * W_TEXT_GRAM,
-        ));
+        if body {
+            clauses.push(boosted(
+                must(g.iter().map(|x| term_q(f.text_gram, x, 1.0)).collect()),
+                w * W_TEXT_GRAM,
+            ));
+        }
     }
     let dist = if fuzzy { fuzzy_distance(&t.raw) } else { 0 };
     if dist > 0 && t.term.chars().count() >= 4 {
-        for (field, fw) in [(f.title, W_TITLE), (f.summary, W_SUMMARY), (f.body, W_BODY)] {
+        let fields = [(f.title, W_TITLE), (f.summary, W_SUMMARY), (f.body, W_BODY)];
+        for (field, fw) in fields.into_iter().take(if body { 3 } else { 2 }) {
             clauses.push(Box::new(BoostQuery::new(
                 Box::new(FuzzyTermQuery::new(
                     Term::from_field_text(field, &t.term),
@@ -814,7 +828,16 @@ impl Plan {
         let (mut distinctive, mut matchable) = (0usize, 0usize);
         for c in &self.concepts {
             let mut alts: Vec<Box<dyn TQuery>> = Vec::new();
-            for form in &c.forms {
+            for (k, form) in c.forms.iter().enumerate() {
+                // An alternative made of words most documents contain is looked for in
+                // titles, tags and summaries only: in bodies it says little about the
+                // concept and costs a union over most of the postings.
+                let body = k == 0
+                    || !form.toks.iter().all(|t| {
+                        let d = df(&Term::from_field_text(f.body, &t.term))
+                            .max(df(&Term::from_field_text(f.title, &t.term)));
+                        d as f64 > COMMON_SHARE * num_docs as f64
+                    });
                 // A multi-word form shares its weight among its words, so that a long
                 // synonym phrase does not outweigh the single word the user typed.
                 let w = form.weight / form.toks.len() as f32;
@@ -825,7 +848,7 @@ impl Plan {
                 let parts: Vec<Box<dyn TQuery>> = form
                     .toks
                     .iter()
-                    .map(|t| token_query(f, t, w, form.fuzzy, form.prefix))
+                    .map(|t| token_query(f, t, w, form.fuzzy, form.prefix, body))
                     .collect();
                 alts.push(must(parts));
             }
