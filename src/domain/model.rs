@@ -385,6 +385,68 @@ pub enum SaveOutcome {
     Unchanged,
 }
 
+/// What a save writes, decided from the article stored under its key (its id for an
+/// update, slug + locale otherwise) inside the store's transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SavePlan {
+    /// Saved from the same source as stored: nothing to write.
+    Unchanged(ArticleId),
+    /// Write this version of the article.
+    Write {
+        id: ArticleId,
+        version: i64,
+        outcome: SaveOutcome,
+        published_at: Option<Timestamp>,
+    },
+}
+
+impl SaveMode {
+    /// The save rules every store applies: an update needs the article, a create must
+    /// not find one, an unchanged source writes nothing, the version counts up and the
+    /// first publication time is kept.
+    pub fn plan(
+        self,
+        existing: Option<&Article>,
+        f: &ArticleFields,
+        source_hash: Option<&str>,
+        now: Timestamp,
+    ) -> Result<SavePlan, crate::error::AppError> {
+        use crate::error::AppError;
+        match (self, existing) {
+            (SaveMode::Update(_), None) => return Err(AppError::not_found("article")),
+            (SaveMode::Create, Some(e)) => {
+                return Err(AppError::Conflict(format!(
+                    "an article with slug {:?} and locale {:?} exists (id {}); update it with PUT",
+                    e.fields.slug,
+                    e.fields.locale.as_str(),
+                    e.id
+                )))
+            }
+            _ => {}
+        }
+        if let (Some(e), Some(h)) = (existing, source_hash) {
+            if e.source_hash.as_deref() == Some(h) {
+                return Ok(SavePlan::Unchanged(e.id));
+            }
+        }
+        let published = f.status == ArticleStatus::Published;
+        Ok(match existing {
+            Some(e) => SavePlan::Write {
+                id: e.id,
+                version: e.version + 1,
+                outcome: SaveOutcome::Updated,
+                published_at: e.published_at.or_else(|| published.then_some(now)),
+            },
+            None => SavePlan::Write {
+                id: ArticleId::new(),
+                version: 1,
+                outcome: SaveOutcome::Created,
+                published_at: published.then_some(now),
+            },
+        })
+    }
+}
+
 /// One imported file, parsed and rendered, ready to be upserted by slug + locale.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ArticleImport {

@@ -207,38 +207,16 @@ async fn save_in(
             row.map(ArticleRow::into_domain).transpose()?
         }
     };
-    match (mode, &existing) {
-        (SaveMode::Update(_), None) => return Err(AppError::not_found("article")),
-        (SaveMode::Create, Some(e)) => {
-            return Err(AppError::Conflict(format!(
-                "an article with slug {:?} and locale {:?} exists (id {}); update it with PUT",
-                e.fields.slug,
-                e.fields.locale.as_str(),
-                e.id
-            )))
-        }
-        _ => {}
-    }
-    if let (Some(e), Some(h)) = (&existing, source_hash) {
-        if e.source_hash.as_deref() == Some(h) {
-            return Ok((e.id, SaveOutcome::Unchanged));
-        }
-    }
-    let published = f.status == ArticleStatus::Published;
-    let (id, version, outcome, published_at) = match &existing {
-        Some(e) => (
-            e.id,
-            e.version + 1,
-            SaveOutcome::Updated,
-            e.published_at.or_else(|| published.then_some(now)),
-        ),
-        None => (
-            ArticleId::new(),
-            1,
-            SaveOutcome::Created,
-            published.then_some(now),
-        ),
-    };
+    let (id, version, outcome, published_at) =
+        match mode.plan(existing.as_ref(), f, source_hash, now)? {
+            SavePlan::Unchanged(id) => return Ok((id, SaveOutcome::Unchanged)),
+            SavePlan::Write {
+                id,
+                version,
+                outcome,
+                published_at,
+            } => (id, version, outcome, published_at),
+        };
     let countries: Vec<&str> = f.countries.iter().map(CountryCode::as_str).collect();
     let res = sqlx::query(
         "INSERT INTO articles (id, slug, locale, title, summary, body_markdown, body_html, category, \

@@ -146,7 +146,7 @@ async fn save_in(
     body_html: &str,
     editor: Option<AgentId>,
     source_hash: Option<&str>,
-    now: &str,
+    now: Timestamp,
 ) -> AppResult<(ArticleId, SaveOutcome)> {
     let existing = match mode {
         SaveMode::Update(id) => fetch_article(&mut *tx, "id = ?", &[&id.to_string()]).await?,
@@ -159,40 +159,17 @@ async fn save_in(
             .await?
         }
     };
-    match (mode, &existing) {
-        (SaveMode::Update(_), None) => return Err(AppError::not_found("article")),
-        (SaveMode::Create, Some(e)) => {
-            return Err(AppError::Conflict(format!(
-                "an article with slug {:?} and locale {:?} exists (id {}); update it with PUT",
-                e.fields.slug,
-                e.fields.locale.as_str(),
-                e.id
-            )))
-        }
-        _ => {}
-    }
-    if let (Some(e), Some(h)) = (&existing, source_hash) {
-        if e.source_hash.as_deref() == Some(h) {
-            return Ok((e.id, SaveOutcome::Unchanged));
-        }
-    }
-    let published = f.status == ArticleStatus::Published;
-    let (id, version, outcome, published_at) = match &existing {
-        Some(e) => (
-            e.id,
-            e.version + 1,
-            SaveOutcome::Updated,
-            e.published_at
-                .map(fmt_time)
-                .or_else(|| published.then(|| now.to_string())),
-        ),
-        None => (
-            ArticleId::new(),
-            1,
-            SaveOutcome::Created,
-            published.then(|| now.to_string()),
-        ),
-    };
+    let (id, version, outcome, published_at) =
+        match mode.plan(existing.as_ref(), f, source_hash, now)? {
+            SavePlan::Unchanged(id) => return Ok((id, SaveOutcome::Unchanged)),
+            SavePlan::Write {
+                id,
+                version,
+                outcome,
+                published_at,
+            } => (id, version, outcome, published_at),
+        };
+    let stamp = fmt_time(now);
     let countries: Vec<&str> = f.countries.iter().map(CountryCode::as_str).collect();
     let res = sqlx::query(
         "INSERT INTO articles (id, slug, locale, title, summary, body_markdown, body_html, category, \
@@ -226,9 +203,9 @@ async fn save_in(
     .bind(f.area.map(|a| a.radius_km))
     .bind(f.expires_at.map(fmt_time))
     .bind(source_hash)
-    .bind(now)
-    .bind(now)
-    .bind(&published_at)
+    .bind(&stamp)
+    .bind(&stamp)
+    .bind(published_at.map(fmt_time))
     .execute(&mut *tx)
     .await;
     if let Err(e) = res {
@@ -248,10 +225,10 @@ async fn save_in(
     .bind(version)
     .bind(to_json(f))
     .bind(editor.map(|e| e.to_string()))
-    .bind(now)
+    .bind(&stamp)
     .execute(&mut *tx)
     .await?;
-    enqueue_index(&mut *tx, &id.to_string(), now).await?;
+    enqueue_index(&mut *tx, &id.to_string(), &stamp).await?;
     Ok((id, outcome))
 }
 
@@ -332,10 +309,10 @@ impl KbStore for SqliteStore {
         editor: Option<AgentId>,
         source_hash: Option<&str>,
     ) -> AppResult<(Article, SaveOutcome)> {
-        let now = fmt_time(now());
+        let now = now();
         Ok(write_tx!(self, |tx| {
             let (id, outcome) =
-                save_in(&mut tx, mode, f, body_html, editor, source_hash, &now).await?;
+                save_in(&mut tx, mode, f, body_html, editor, source_hash, now).await?;
             let saved = fetch_article(&mut tx, "id = ?", &[&id.to_string()])
                 .await?
                 .ok_or_else(|| AppError::not_found("article"))?;
@@ -347,7 +324,7 @@ impl KbStore for SqliteStore {
         &self,
         items: &[ArticleImport],
     ) -> AppResult<Vec<AppResult<SaveOutcome>>> {
-        let now = fmt_time(now());
+        let now = now();
         Ok(write_tx!(self, |tx| {
             let mut out = Vec::with_capacity(items.len());
             for it in items {
@@ -359,7 +336,7 @@ impl KbStore for SqliteStore {
                     &it.body_html,
                     None,
                     Some(&it.source_hash),
-                    &now,
+                    now,
                 )
                 .await;
                 match r {
