@@ -769,14 +769,20 @@ impl Plan {
     /// Roughly how many documents a concept matches (the most of any of its forms),
     /// from term statistics alone; `None` when only fuzzy or prefix matching could
     /// find it, which statistics cannot tell.
-    fn concept_df(c: &Concept, f: &TextFields, df: &dyn Fn(&Term) -> u64) -> Option<u64> {
+    /// `word_df` holds, per form and word, the documents with the word in the body or
+    /// the title (the larger).
+    fn concept_df(
+        c: &Concept,
+        word_df: &[Vec<u64>],
+        f: &TextFields,
+        df: &dyn Fn(&Term) -> u64,
+    ) -> Option<u64> {
         let mut best = 0u64;
         let mut unknown = false;
-        for form in c.forms.iter().take(12) {
+        for (form, form_word_df) in c.forms.iter().zip(word_df).take(12) {
             let mut form_df = u64::MAX;
-            for t in &form.toks {
-                let mut d = df(&Term::from_field_text(f.body, &t.term))
-                    .max(df(&Term::from_field_text(f.title, &t.term)));
+            for (t, &word) in form.toks.iter().zip(form_word_df) {
+                let mut d = word;
                 if t.han {
                     // All the word's bigrams in a document (an upper bound on it
                     // containing the word, which is what the gram fields match).
@@ -826,18 +832,27 @@ impl Plan {
     ) -> (Box<dyn TQuery>, usize) {
         let mut concept_qs: Vec<(Occur, Box<dyn TQuery>)> = Vec::new();
         let (mut distinctive, mut matchable) = (0usize, 0usize);
+        let common = COMMON_SHARE * num_docs as f64;
         for c in &self.concepts {
+            let word_df: Vec<Vec<u64>> = c
+                .forms
+                .iter()
+                .map(|form| {
+                    form.toks
+                        .iter()
+                        .map(|t| {
+                            df(&Term::from_field_text(f.body, &t.term))
+                                .max(df(&Term::from_field_text(f.title, &t.term)))
+                        })
+                        .collect()
+                })
+                .collect();
             let mut alts: Vec<Box<dyn TQuery>> = Vec::new();
-            for (k, form) in c.forms.iter().enumerate() {
+            for (k, (form, form_word_df)) in c.forms.iter().zip(&word_df).enumerate() {
                 // An alternative made of words most documents contain is looked for in
                 // titles, tags and summaries only: in bodies it says little about the
                 // concept and costs a union over most of the postings.
-                let body = k == 0
-                    || !form.toks.iter().all(|t| {
-                        let d = df(&Term::from_field_text(f.body, &t.term))
-                            .max(df(&Term::from_field_text(f.title, &t.term)));
-                        d as f64 > COMMON_SHARE * num_docs as f64
-                    });
+                let body = k == 0 || !form_word_df.iter().all(|&d| d as f64 > common);
                 // A multi-word form shares its weight among its words, so that a long
                 // synonym phrase does not outweigh the single word the user typed.
                 let w = form.weight / form.toks.len() as f32;
@@ -858,9 +873,9 @@ impl Plan {
                     term_q(f.pinyin_summary, p, w * W_PINYIN * W_SUMMARY),
                 ]));
             }
-            match Self::concept_df(c, f, df) {
+            match Self::concept_df(c, &word_df, f, df) {
                 Some(0) => {}
-                Some(d) if d as f64 > COMMON_SHARE * num_docs as f64 => matchable += 1,
+                Some(d) if d as f64 > common => matchable += 1,
                 _ => {
                     matchable += 1;
                     distinctive += 1;
