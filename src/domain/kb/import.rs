@@ -238,11 +238,16 @@ async fn save_one(
         )
         .await
         .map(|(_, outcome)| outcome)
-        .map_err(|e| ImportError {
-            path: path.to_path_buf(),
-            line: 1,
-            message: e.detail(),
-        })
+        .map_err(|e| store_error(path, &e))
+}
+
+/// A file the store refused (or a batch that could not be written).
+fn store_error(path: &Path, e: &crate::error::AppError) -> ImportError {
+    ImportError {
+        path: path.to_path_buf(),
+        line: 1,
+        message: e.detail(),
+    }
 }
 
 /// Import every file under `dir`, reporting progress through `on_file` (in file
@@ -286,21 +291,12 @@ pub async fn import_dir(
             match store.import_articles(&items).await {
                 Ok(saved) => {
                     for (slot, r) in slots.iter().zip(saved) {
-                        results[*slot] = r.map_err(|e| ImportError {
-                            path: paths[*slot].clone(),
-                            line: 1,
-                            message: e.detail(),
-                        });
+                        results[*slot] = r.map_err(|e| store_error(&paths[*slot], &e));
                     }
                 }
                 Err(e) => {
-                    let message = e.detail();
                     for slot in &slots {
-                        results[*slot] = Err(ImportError {
-                            path: paths[*slot].clone(),
-                            line: 1,
-                            message: message.clone(),
-                        });
+                        results[*slot] = Err(store_error(&paths[*slot], &e));
                     }
                 }
             }
