@@ -11,8 +11,9 @@ use super::planner::{Load, Loaded, Plan};
 use super::types::*;
 use crate::error::AppResult;
 
-/// Plans a batch inside the store's transaction (see [`super::planner`]).
-pub type PlanFn<'a> = Box<dyn FnOnce(Loaded) -> Plan + Send + 'a>;
+/// Plans a batch inside the store's transaction (see [`super::planner`]). Owned, so a
+/// store may run it on a thread of its own.
+pub type PlanFn = Box<dyn FnOnce(Loaded) -> Plan + Send + 'static>;
 
 /// Conversations and their messages.
 #[async_trait]
@@ -21,7 +22,7 @@ pub trait ConversationStore: Send + Sync {
     async fn list_conversations(&self, f: &ConversationFilter) -> AppResult<Vec<Conversation>>;
     /// One transaction: read what `load` names, let `plan` decide, write its writes.
     /// An `Err` means nothing was written.
-    async fn commit(&self, load: Load, plan: PlanFn<'_>) -> AppResult<Plan>;
+    async fn commit(&self, load: Load, plan: PlanFn) -> AppResult<Plan>;
     async fn messages(
         &self,
         conversation: ConversationId,

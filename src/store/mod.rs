@@ -28,6 +28,12 @@ impl From<sqlx::Error> for AppError {
     }
 }
 
+impl From<rusqlite::Error> for AppError {
+    fn from(e: rusqlite::Error) -> Self {
+        AppError::Internal(anyhow::Error::new(e))
+    }
+}
+
 /// A backend and where it keeps image bytes.
 pub struct Backend {
     pub store: Arc<dyn Store>,

@@ -357,7 +357,7 @@ impl ConversationStore for PgStore {
         conversations(q.build_query_as().fetch_all(&self.pool).await?)
     }
 
-    async fn commit(&self, l: Load, plan: PlanFn<'_>) -> AppResult<Plan> {
+    async fn commit(&self, l: Load, plan: PlanFn) -> AppResult<Plan> {
         let mut tx = self.pool.begin().await?;
         let loaded = lock_and_load(&mut tx, &l).await?;
         let plan = plan(loaded);

@@ -1,7 +1,7 @@
 //! Conversations and messages: reads, the planned commit, read markers, the queue.
 
 use async_trait::async_trait;
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use sqlx::{QueryBuilder, Sqlite};
 use std::collections::HashMap;
 
 use super::*;
@@ -63,6 +63,27 @@ impl ConversationRow {
     }
 }
 
+impl ConversationRow {
+    /// The same row, read by the commit thread's connection.
+    fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(ConversationRow {
+            id: r.get("id")?,
+            mission_id: r.get("mission_id")?,
+            citizen_id: r.get("citizen_id")?,
+            citizen_name: r.get("citizen_name")?,
+            citizen_country: r.get("citizen_country")?,
+            channel: r.get("channel")?,
+            status: r.get("status")?,
+            priority: r.get("priority")?,
+            assignee_id: r.get("assignee_id")?,
+            last_seq: r.get("last_seq")?,
+            created_at: r.get("created_at")?,
+            updated_at: r.get("updated_at")?,
+            labels: r.get("labels")?,
+        })
+    }
+}
+
 fn conversations(rows: Vec<ConversationRow>) -> AppResult<Vec<Conversation>> {
     rows.into_iter().map(ConversationRow::into_domain).collect()
 }
@@ -112,210 +133,201 @@ impl MessageRow {
     }
 }
 
+impl MessageRow {
+    /// The same row, read by the commit thread's connection.
+    fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(MessageRow {
+            id: r.get("id")?,
+            conversation_id: r.get("conversation_id")?,
+            seq: r.get("seq")?,
+            client_msg_id: r.get("client_msg_id")?,
+            sender_kind: r.get("sender_kind")?,
+            sender_id: r.get("sender_id")?,
+            sender_name: r.get("sender_name")?,
+            kind: r.get("kind")?,
+            body: r.get("body")?,
+            attachments: r.get("attachments")?,
+            created_at: r.get("created_at")?,
+            triage: r.get("triage")?,
+        })
+    }
+}
+
 fn messages(rows: Vec<MessageRow>) -> AppResult<Vec<Message>> {
     rows.into_iter().map(MessageRow::into_domain).collect()
 }
 
-/// Read, inside the transaction, what the planner needs.
-async fn load(conn: &mut SqliteConnection, load: &Load) -> AppResult<Loaded> {
+/// Read, inside the commit thread's transaction, what the planner needs: one probe
+/// per key, citizen and conversation with statements prepared once.
+pub(super) fn load(conn: &rusqlite::Connection, load: &Load) -> AppResult<Loaded> {
     let mut loaded = Loaded::default();
-    // Messages already stored under these senders' client_msg_ids: one probe of the
-    // idempotency index per key (a join on the keys, not `sender IN (..) AND cmid IN
-    // (..)`, whose cross product costs senders × keys probes per batch).
-    for chunk in load.dedup_keys.chunks(CHUNK) {
-        let mut q: QueryBuilder<Sqlite> =
-            QueryBuilder::new(format!("SELECT {MESSAGE_COLUMNS} FROM (VALUES "));
-        let mut sep = q.separated(", ");
-        for (sender, cmid) in chunk {
-            sep.push("(")
-                .push_bind_unseparated(sender.to_string())
-                .push_unseparated(", ")
-                .push_bind_unseparated(cmid.as_str().to_string())
-                .push_unseparated(")");
-        }
-        q.push(
-            ") AS k JOIN messages ON messages.sender_id = k.column1 \
-             AND messages.client_msg_id = k.column2",
-        );
-        let rows: Vec<MessageRow> = q.build_query_as().fetch_all(&mut *conn).await?;
-        for m in messages(rows)? {
-            if let (Some(s), Some(c)) = (m.sender.id, m.client_msg_id.clone()) {
-                loaded.existing.insert((s, c), m);
+    // Messages already stored under these senders' client_msg_ids (the idempotency
+    // index).
+    if !load.dedup_keys.is_empty() {
+        let mut st = conn.prepare_cached(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE sender_id = ?1 AND client_msg_id = ?2"
+        ))?;
+        for (sender, cmid) in &load.dedup_keys {
+            let mut rows = st.query(rusqlite::params![sender.to_string(), cmid.as_str()])?;
+            while let Some(r) = rows.next()? {
+                let m = MessageRow::read(r)?.into_domain()?;
+                if let (Some(s), Some(c)) = (m.sender.id, m.client_msg_id.clone()) {
+                    loaded.existing.insert((s, c), m);
+                }
             }
         }
     }
     // The newest unresolved conversation of each starting citizen.
-    for chunk in load.open_of.chunks(CHUNK) {
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "SELECT citizen_id, MAX(id) FROM conversations WHERE status != 'resolved' AND citizen_id IN (",
-        );
-        let mut sep = q.separated(", ");
-        for c in chunk {
-            sep.push_bind(c.to_string());
-        }
-        q.push(") GROUP BY citizen_id");
-        let rows: Vec<(String, String)> = q.build_query_as().fetch_all(&mut *conn).await?;
-        for (citizen, conv) in rows {
-            loaded
-                .open
-                .insert(CitizenId(uuid(&citizen)?), ConversationId(uuid(&conv)?));
+    if !load.open_of.is_empty() {
+        let mut st = conn.prepare_cached(
+            "SELECT MAX(id) FROM conversations WHERE status != 'resolved' AND citizen_id = ?1",
+        )?;
+        for citizen in &load.open_of {
+            let conv: Option<String> = st.query_row([citizen.to_string()], |r| r.get(0))?;
+            if let Some(conv) = conv {
+                loaded.open.insert(*citizen, ConversationId(uuid(&conv)?));
+            }
         }
     }
-    // Every conversation touched, in one query per chunk.
+    // Every conversation touched.
     let mut ids: Vec<ConversationId> = load.conversations.clone();
     ids.extend(loaded.existing.values().map(|m| m.conversation_id));
     ids.extend(loaded.open.values().copied());
     ids.sort();
     ids.dedup();
-    for chunk in ids.chunks(CHUNK) {
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
-            "SELECT {CONVERSATION_COLUMNS} FROM conversations c JOIN citizens z ON z.id = c.citizen_id WHERE c.id IN ("
-        ));
-        let mut sep = q.separated(", ");
-        for id in chunk {
-            sep.push_bind(id.to_string());
-        }
-        q.push(")");
-        let rows: Vec<ConversationRow> = q.build_query_as().fetch_all(&mut *conn).await?;
-        for c in conversations(rows)? {
-            loaded.conversations.insert(c.id, c);
+    if !ids.is_empty() {
+        let mut st = conn.prepare_cached(&format!(
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations c JOIN citizens z ON z.id = c.citizen_id WHERE c.id = ?1"
+        ))?;
+        for id in ids {
+            let mut rows = st.query([id.to_string()])?;
+            if let Some(r) = rows.next()? {
+                let c = ConversationRow::read(r)?.into_domain()?;
+                loaded.conversations.insert(c.id, c);
+            }
         }
     }
-    if !load.escalations_for.is_empty() {
-        for e in super::escalations::load_open(conn, &load.escalations_for).await? {
-            loaded.escalations.insert(e.conversation_id, e);
-        }
+    for e in super::escalations::load_open(conn, &load.escalations_for)? {
+        loaded.escalations.insert(e.conversation_id, e);
     }
     Ok(loaded)
 }
 
-/// Write what the planner decided, in statements batched across the whole plan (every
-/// statement is a round trip to SQLite's thread, and the writer is where all messages
-/// queue).
-async fn write(
-    conn: &mut SqliteConnection,
+/// Write what the planner decided, inside the commit thread's transaction, one
+/// prepared statement per kind of row.
+pub(super) fn write(
+    conn: &rusqlite::Connection,
     w: &Writes,
     before: &HashMap<ConversationId, Conversation>,
 ) -> AppResult<()> {
-    for chunk in w.new_conversations.chunks(CHUNK) {
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+    use rusqlite::params;
+    if !w.new_conversations.is_empty() {
+        let mut st = conn.prepare_cached(
             "INSERT INTO conversations (id, mission_id, citizen_id, channel, status, priority, priority_rank, \
-             assignee_id, last_seq, labels, created_at, updated_at) ",
-        );
-        q.push_values(chunk, |mut row, c| {
-            row.push_bind(c.id.to_string())
-                .push_bind(c.mission_id.as_str().to_string())
-                .push_bind(c.citizen.id.to_string())
-                .push_bind(c.channel.as_str())
-                .push_bind(c.status.as_str())
-                .push_bind(c.priority.as_str())
-                .push_bind(c.priority.rank())
-                .push_bind(c.assignee_id.map(|a| a.to_string()))
-                .push_bind(c.last_seq)
-                .push_bind(to_json(&c.labels))
-                .push_bind(fmt_time(c.created_at))
-                .push_bind(fmt_time(c.updated_at));
-        });
-        q.build().execute(&mut *conn).await?;
+             assignee_id, last_seq, labels, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        )?;
+        for c in &w.new_conversations {
+            st.execute(params![
+                c.id.to_string(),
+                c.mission_id.as_str(),
+                c.citizen.id.to_string(),
+                c.channel.as_str(),
+                c.status.as_str(),
+                c.priority.as_str(),
+                c.priority.rank(),
+                c.assignee_id.map(|a| a.to_string()),
+                c.last_seq,
+                to_json(&c.labels),
+                fmt_time(c.created_at),
+                fmt_time(c.updated_at),
+            ])?;
+        }
     }
-    for chunk in w.messages.chunks(CHUNK) {
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+    if !w.messages.is_empty() {
+        let mut st = conn.prepare_cached(
             "INSERT INTO messages (id, conversation_id, seq, client_msg_id, sender_kind, sender_id, \
-             sender_name, kind, body, attachments, created_at, triage) ",
-        );
-        q.push_values(chunk, |mut row, m| {
-            row.push_bind(m.id.to_string())
-                .push_bind(m.conversation_id.to_string())
-                .push_bind(m.seq)
-                .push_bind(m.client_msg_id.as_ref().map(|c| c.as_str().to_string()))
-                .push_bind(m.sender.kind.as_str())
-                .push_bind(m.sender.id.map(|s| s.to_string()))
-                .push_bind(&m.sender.display_name)
-                .push_bind(m.kind.as_str())
-                .push_bind(&m.body)
-                .push_bind(to_json(&m.attachments))
-                .push_bind(fmt_time(m.created_at))
-                .push_bind(m.triage.as_ref().map(to_json));
-        });
-        q.build().execute(&mut *conn).await?;
-    }
-    let links: Vec<(String, String, String)> = w
-        .messages
-        .iter()
-        .flat_map(|m| {
-            m.attachments.iter().map(|a| {
-                (
+             sender_name, kind, body, attachments, created_at, triage) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        )?;
+        for m in &w.messages {
+            st.execute(params![
+                m.id.to_string(),
+                m.conversation_id.to_string(),
+                m.seq,
+                m.client_msg_id.as_ref().map(|c| c.as_str()),
+                m.sender.kind.as_str(),
+                m.sender.id.map(|s| s.to_string()),
+                m.sender.display_name,
+                m.kind.as_str(),
+                m.body,
+                to_json(&m.attachments),
+                fmt_time(m.created_at),
+                m.triage.as_ref().map(to_json),
+            ])?;
+        }
+        let mut link = None;
+        for m in w.messages.iter().filter(|m| !m.attachments.is_empty()) {
+            let st = match &mut link {
+                Some(st) => st,
+                None => link.insert(conn.prepare_cached(
+                    "INSERT OR IGNORE INTO message_attachments (message_id, attachment_id, conversation_id) \
+                     VALUES (?1, ?2, ?3)",
+                )?),
+            };
+            for a in &m.attachments {
+                st.execute(params![
                     m.id.to_string(),
                     a.id.to_string(),
-                    m.conversation_id.to_string(),
-                )
-            })
-        })
-        .collect();
-    for chunk in links.chunks(CHUNK) {
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "INSERT OR IGNORE INTO message_attachments (message_id, attachment_id, conversation_id) ",
-        );
-        q.push_values(chunk, |mut row, (m, a, c)| {
-            row.push_bind(m).push_bind(a).push_bind(c);
-        });
-        q.build().execute(&mut *conn).await?;
+                    m.conversation_id.to_string()
+                ])?;
+            }
+        }
     }
-    // Each touched conversation once, with its final state. Most batches only move
-    // `last_seq` and `updated_at`; those rows are updated in those two columns alone,
-    // so SQLite leaves the indexes on mission, status, priority and assignee alone.
-    let (moved, changed): (Vec<&Conversation>, Vec<&Conversation>) =
-        w.conversations.iter().partition(|c| {
-            before.get(&c.id).is_some_and(|b| {
-                b.mission_id == c.mission_id
-                    && b.status == c.status
-                    && b.priority == c.priority
-                    && b.assignee_id == c.assignee_id
-                    && b.labels == c.labels
-            })
+    // Each touched conversation once, with its final state. Most only moved `last_seq`
+    // and `updated_at`; those rows are updated in those two columns alone, so SQLite
+    // leaves the indexes on mission, status, priority and assignee alone.
+    for c in &w.conversations {
+        let moved = before.get(&c.id).is_some_and(|b| {
+            b.mission_id == c.mission_id
+                && b.status == c.status
+                && b.priority == c.priority
+                && b.assignee_id == c.assignee_id
+                && b.labels == c.labels
         });
-    for chunk in moved.chunks(CHUNK) {
-        let mut q: QueryBuilder<Sqlite> =
-            QueryBuilder::new("WITH v(id, last_seq, updated_at) AS (");
-        q.push_values(chunk, |mut row, c| {
-            row.push_bind(c.id.to_string())
-                .push_bind(c.last_seq)
-                .push_bind(fmt_time(c.updated_at));
-        });
-        q.push(
-            ") UPDATE conversations SET last_seq = v.last_seq, updated_at = v.updated_at \
-             FROM v WHERE conversations.id = v.id",
-        );
-        q.build().execute(&mut *conn).await?;
+        if moved {
+            conn.prepare_cached(
+                "UPDATE conversations SET last_seq = ?2, updated_at = ?3 WHERE id = ?1",
+            )?
+            .execute(params![
+                c.id.to_string(),
+                c.last_seq,
+                fmt_time(c.updated_at)
+            ])?;
+        } else {
+            conn.prepare_cached(
+                "UPDATE conversations SET mission_id = ?2, status = ?3, priority = ?4, \
+                 priority_rank = ?5, assignee_id = ?6, last_seq = ?7, labels = ?8, updated_at = ?9 \
+                 WHERE id = ?1",
+            )?
+            .execute(params![
+                c.id.to_string(),
+                c.mission_id.as_str(),
+                c.status.as_str(),
+                c.priority.as_str(),
+                c.priority.rank(),
+                c.assignee_id.map(|a| a.to_string()),
+                c.last_seq,
+                to_json(&c.labels),
+                fmt_time(c.updated_at),
+            ])?;
+        }
     }
-    for chunk in changed.chunks(CHUNK) {
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "WITH v(id, mission_id, status, priority, priority_rank, assignee_id, last_seq, labels, updated_at) AS (",
-        );
-        q.push_values(chunk, |mut row, c| {
-            row.push_bind(c.id.to_string())
-                .push_bind(c.mission_id.as_str().to_string())
-                .push_bind(c.status.as_str())
-                .push_bind(c.priority.as_str())
-                .push_bind(c.priority.rank())
-                .push_bind(c.assignee_id.map(|a| a.to_string()))
-                .push_bind(c.last_seq)
-                .push_bind(to_json(&c.labels))
-                .push_bind(fmt_time(c.updated_at));
-        });
-        q.push(
-            ") UPDATE conversations SET mission_id = v.mission_id, status = v.status, \
-             priority = v.priority, priority_rank = v.priority_rank, assignee_id = v.assignee_id, \
-             last_seq = v.last_seq, labels = v.labels, updated_at = v.updated_at \
-             FROM v WHERE conversations.id = v.id",
-        );
-        q.build().execute(&mut *conn).await?;
-    }
-    super::escalations::write(conn, &w.escalations).await?;
+    super::escalations::write(conn, &w.escalations)?;
     for a in &w.audit {
-        insert_audit(conn, a).await?;
+        insert_audit_sync(conn, a)?;
     }
-    super::outbox::insert_rows(conn, &w.outbox).await?;
+    super::outbox::insert_rows_sync(conn, &w.outbox)?;
     Ok(())
 }
 
@@ -389,17 +401,11 @@ impl ConversationStore for SqliteStore {
         conversations(q.build_query_as().fetch_all(&self.read).await?)
     }
 
-    async fn commit(&self, l: Load, plan: PlanFn<'_>) -> AppResult<Plan> {
-        let mut w = self.writer().await;
-        let mut tx = sqlx::Connection::begin_with(&mut *w, "BEGIN IMMEDIATE").await?;
-        let loaded = load(&mut tx, &l).await?;
-        let before = loaded.conversations.clone();
-        let plan = plan(loaded);
-        if !plan.writes.is_empty() {
-            write(&mut tx, &plan.writes, &before).await?;
-        }
-        tx.commit().await?;
-        Ok(plan)
+    async fn commit(&self, l: Load, plan: PlanFn) -> AppResult<Plan> {
+        // Held while the commit thread works: no other write of this process runs
+        // meanwhile (see the commit module).
+        let _w = self.writer().await;
+        self.committer.commit(l, plan).await
     }
 
     async fn messages(

@@ -2,7 +2,7 @@
 //! listed and annotated (delivery attempts) outside it.
 
 use async_trait::async_trait;
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use sqlx::{QueryBuilder, Sqlite};
 
 use super::*;
 use crate::domain::model::*;
@@ -75,57 +75,89 @@ fn rows(rows: Vec<Row>) -> AppResult<Vec<Escalation>> {
     rows.into_iter().map(Row::into_domain).collect()
 }
 
-/// The open escalations of these conversations (inside the commit).
-pub(super) async fn load_open(
-    conn: &mut SqliteConnection,
+impl Row {
+    /// The same row, read by the commit thread's connection.
+    fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Row {
+            id: r.get("id")?,
+            conversation_id: r.get("conversation_id")?,
+            mission_id: r.get("mission_id")?,
+            citizen_id: r.get("citizen_id")?,
+            citizen_name: r.get("citizen_name")?,
+            citizen_country: r.get("citizen_country")?,
+            reason: r.get("reason")?,
+            state: r.get("state")?,
+            created_at: r.get("created_at")?,
+            delivered_at: r.get("delivered_at")?,
+            acknowledged_at: r.get("acknowledged_at")?,
+            acknowledged_by: r.get("acknowledged_by")?,
+            attempts: r.get("attempts")?,
+            reescalations: r.get("reescalations")?,
+            alerted_at: r.get("alerted_at")?,
+            location_lat: r.get("location_lat")?,
+            location_lon: r.get("location_lon")?,
+            location_accuracy_m: r.get("location_accuracy_m")?,
+        })
+    }
+}
+
+/// The open escalations of these conversations (inside the commit thread's
+/// transaction).
+pub(super) fn load_open(
+    conn: &rusqlite::Connection,
     conversations: &[ConversationId],
 ) -> AppResult<Vec<Escalation>> {
     let mut out = Vec::new();
-    for chunk in conversations.chunks(500) {
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
-            "SELECT {ESCALATION_COLUMNS} {FROM} WHERE e.state != 'resolved' AND e.conversation_id IN ("
-        ));
-        let mut sep = q.separated(", ");
-        for c in chunk {
-            sep.push_bind(c.to_string());
+    if conversations.is_empty() {
+        return Ok(out);
+    }
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT {ESCALATION_COLUMNS} {FROM} WHERE e.state != 'resolved' AND e.conversation_id = ?1"
+    ))?;
+    for c in conversations {
+        let mut rows = st.query([c.to_string()])?;
+        while let Some(r) = rows.next()? {
+            out.push(Row::read(r)?.into_domain()?);
         }
-        q.push(")");
-        out.extend(rows(q.build_query_as().fetch_all(&mut *conn).await?)?);
     }
     Ok(out)
 }
 
-/// Write the planner's escalations (their whole state) inside the commit.
-pub(super) async fn write(conn: &mut SqliteConnection, list: &[Escalation]) -> AppResult<()> {
+/// Write the planner's escalations (their whole state) inside the commit thread's
+/// transaction.
+pub(super) fn write(conn: &rusqlite::Connection, list: &[Escalation]) -> AppResult<()> {
+    if list.is_empty() {
+        return Ok(());
+    }
+    let mut st = conn.prepare_cached(
+        "INSERT INTO escalations (id, conversation_id, mission_id, reason, state, created_at, \
+         delivered_at, acknowledged_at, acknowledged_by, attempts, reescalations, alerted_at, \
+         location_lat, location_lon, location_accuracy_m) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
+         ON CONFLICT (id) DO UPDATE SET state = excluded.state, \
+         acknowledged_at = excluded.acknowledged_at, acknowledged_by = excluded.acknowledged_by, \
+         reescalations = excluded.reescalations, alerted_at = excluded.alerted_at, \
+         location_lat = excluded.location_lat, location_lon = excluded.location_lon, \
+         location_accuracy_m = excluded.location_accuracy_m",
+    )?;
     for e in list {
-        sqlx::query(
-            "INSERT INTO escalations (id, conversation_id, mission_id, reason, state, created_at, \
-             delivered_at, acknowledged_at, acknowledged_by, attempts, reescalations, alerted_at, \
-             location_lat, location_lon, location_accuracy_m) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (id) DO UPDATE SET state = excluded.state, \
-             acknowledged_at = excluded.acknowledged_at, acknowledged_by = excluded.acknowledged_by, \
-             reescalations = excluded.reescalations, alerted_at = excluded.alerted_at, \
-             location_lat = excluded.location_lat, location_lon = excluded.location_lon, \
-             location_accuracy_m = excluded.location_accuracy_m",
-        )
-        .bind(e.id.to_string())
-        .bind(e.conversation_id.to_string())
-        .bind(e.mission_id.as_str())
-        .bind(e.reason.as_str())
-        .bind(e.state.as_str())
-        .bind(fmt_time(e.created_at))
-        .bind(e.delivered_at.map(fmt_time))
-        .bind(e.acknowledged_at.map(fmt_time))
-        .bind(&e.acknowledged_by)
-        .bind(e.attempts)
-        .bind(e.reescalations)
-        .bind(fmt_time(e.alerted_at))
-        .bind(e.location.map(|l| l.lat))
-        .bind(e.location.map(|l| l.lon))
-        .bind(e.location.and_then(|l| l.accuracy_m))
-        .execute(&mut *conn)
-        .await?;
+        st.execute(rusqlite::params![
+            e.id.to_string(),
+            e.conversation_id.to_string(),
+            e.mission_id.as_str(),
+            e.reason.as_str(),
+            e.state.as_str(),
+            fmt_time(e.created_at),
+            e.delivered_at.map(fmt_time),
+            e.acknowledged_at.map(fmt_time),
+            e.acknowledged_by,
+            e.attempts,
+            e.reescalations,
+            fmt_time(e.alerted_at),
+            e.location.map(|l| l.lat),
+            e.location.map(|l| l.lon),
+            e.location.and_then(|l| l.accuracy_m),
+        ])?;
     }
     Ok(())
 }

@@ -10,6 +10,7 @@
 //! audit, attachments, knowledge base, outbox, Telegram chats.
 
 mod attachments;
+mod commit;
 mod conversations;
 mod escalations;
 mod kb;
@@ -45,6 +46,8 @@ type WriteConn<'a> = MutexGuard<'a, SqliteConnection>;
 pub struct SqliteStore {
     read: SqlitePool,
     write: Arc<Mutex<SqliteConnection>>,
+    /// The planned commit's own connection and thread (see [`commit`]).
+    committer: Arc<commit::Committer>,
     /// Stops the checkpointer when the last clone of the store is dropped.
     _checkpointer: Arc<Checkpointer>,
 }
@@ -153,9 +156,11 @@ impl SqliteStore {
             .connect_with(opts.read_only(true))
             .await
             .context("cannot open database read pool")?;
+        let committer = commit::Committer::open(&path)?;
         Ok(SqliteStore {
             read,
             write: Arc::new(Mutex::new(write)),
+            committer: Arc::new(committer),
             _checkpointer: Arc::new(Checkpointer::start(checkpoint)),
         })
     }
@@ -223,23 +228,40 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
 
+const INSERT_AUDIT: &str = "INSERT INTO audit_log (id, at, actor_kind, actor_id, action, target_kind, target_id, mission_id, details) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+
 /// Insert an audit entry inside a transaction.
 async fn insert_audit(conn: &mut SqliteConnection, a: &AuditEntry) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO audit_log (id, at, actor_kind, actor_id, action, target_kind, target_id, mission_id, details) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(a.id.to_string())
-    .bind(fmt_time(a.at))
-    .bind(a.actor.kind())
-    .bind(a.actor.id().map(|i| i.to_string()))
-    .bind(&a.action)
-    .bind(a.target.as_ref().map(|t| t.0.as_str()))
-    .bind(a.target.as_ref().map(|t| t.1.as_str()))
-    .bind(a.mission_id.as_ref().map(|m| m.as_str()))
-    .bind(a.details.to_string())
-    .execute(conn)
-    .await?;
+    sqlx::query(INSERT_AUDIT)
+        .bind(a.id.to_string())
+        .bind(fmt_time(a.at))
+        .bind(a.actor.kind())
+        .bind(a.actor.id().map(|i| i.to_string()))
+        .bind(&a.action)
+        .bind(a.target.as_ref().map(|t| t.0.as_str()))
+        .bind(a.target.as_ref().map(|t| t.1.as_str()))
+        .bind(a.mission_id.as_ref().map(|m| m.as_str()))
+        .bind(a.details.to_string())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// [`insert_audit`] inside the commit thread's transaction.
+fn insert_audit_sync(conn: &rusqlite::Connection, a: &AuditEntry) -> rusqlite::Result<()> {
+    conn.prepare_cached(INSERT_AUDIT)?
+        .execute(rusqlite::params![
+            a.id.to_string(),
+            fmt_time(a.at),
+            a.actor.kind(),
+            a.actor.id().map(|i| i.to_string()),
+            a.action,
+            a.target.as_ref().map(|t| t.0.as_str()),
+            a.target.as_ref().map(|t| t.1.as_str()),
+            a.mission_id.as_ref().map(|m| m.as_str()),
+            a.details.to_string(),
+        ])?;
     Ok(())
 }
 

@@ -65,6 +65,31 @@ pub(super) async fn insert_rows(
     Ok(())
 }
 
+/// [`insert_rows`] inside the commit thread's transaction.
+pub(super) fn insert_rows_sync(
+    conn: &rusqlite::Connection,
+    rows: &[NewOutboxRow],
+) -> AppResult<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut st = conn.prepare_cached(
+        "INSERT INTO outbox (id, destination, event_type, payload, created_at, attempts, next_attempt_at, subject) \
+         VALUES (?1, ?2, ?3, ?4, ?5, 0, ?5, ?6)",
+    )?;
+    for r in rows {
+        st.execute(rusqlite::params![
+            r.id.to_string(),
+            r.destination,
+            r.event_type,
+            r.payload.to_string(),
+            fmt_time(r.created_at),
+            r.subject,
+        ])?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl OutboxStore for SqliteStore {
     async fn enqueue_outbox(&self, rows: &[NewOutboxRow]) -> AppResult<()> {
