@@ -1,10 +1,13 @@
 //! The SQLite backend: one file under the data dir, WAL, `synchronous=FULL`, foreign
 //! keys on, a busy timeout for the command line writing while the server runs.
 //!
-//! Reads go through a small pool. Every write of this process goes through one
-//! connection behind an async mutex, so writers never race each other for SQLite's
-//! single write lock (which would turn into `SQLITE_BUSY` on deferred transactions),
-//! and the commit writer can put many messages in one fsync.
+//! Reads go through a small pool. Every write of this process is taken under one async
+//! mutex, so writers never race each other for SQLite's single write lock (which would
+//! turn into `SQLITE_BUSY` on deferred transactions), and the commit writer can put many
+//! messages in one fsync. Under that mutex a write runs on one of two connections: the
+//! sqlx write connection for everything else, or, for the planned commit of the send
+//! path, the commit thread's own connection (see [`commit`]), which runs a whole batch
+//! in one hand-over instead of one per statement.
 //!
 //! Split by aggregate: conversations and messages, people and sessions, workflow and
 //! audit, attachments, knowledge base, outbox, Telegram chats.
@@ -52,8 +55,12 @@ pub struct SqliteStore {
     _checkpointer: Arc<Checkpointer>,
 }
 
-/// How often the background checkpointer folds the WAL into the database file.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+/// How often the background checkpointer folds the WAL into the database file. At the
+/// send path's peak the log grows by about 70 MB/s; every 50 ms keeps each step well
+/// under WRITER_CHECKPOINT_PAGES, so the backstop below rarely fires on the commit
+/// thread (at 250 ms it took a tenth of that thread's time). On an idle database a
+/// passive checkpoint only reads the log's header.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 /// Log size (pages) past which the write connection checkpoints after a commit.
 const WRITER_CHECKPOINT_PAGES: u32 = 4096;
 
