@@ -480,14 +480,19 @@ impl Ws {
 
     /// The next frame of `ty`, skipping others; panics on close or timeout.
     pub async fn expect(&mut self, ty: &str) -> Value {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        self.expect_within(ty, Duration::from_secs(5)).await
+    }
+
+    /// [`expect`](Self::expect) with a deadline of one's own.
+    pub async fn expect_within(&mut self, ty: &str, within: Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + within;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match self.next(left).await {
                 Next::Frame(f) if f["type"] == ty => return f,
                 Next::Frame(_) => continue,
                 Next::Closed(c) => panic!("socket closed while waiting for {ty}: {c:?}"),
-                Next::Timeout => panic!("no {ty} frame within 5 s"),
+                Next::Timeout => panic!("no {ty} frame within {within:?}"),
             }
         }
     }

@@ -3,13 +3,17 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use tantivy::collector::{Count, TopDocs};
+use tantivy::collector::{Collector, Count, TopDocs};
 use tantivy::directory::MmapDirectory;
-use tantivy::query::{BooleanQuery, ConstScoreQuery, Occur, Query as TQuery, TermQuery};
+use tantivy::query::{
+    BooleanQuery, ConstScoreQuery, EnableScoring, Occur, Query as TQuery, TermQuery,
+};
 use tantivy::schema::{
     Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, STORED, STRING,
 };
-use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+use tantivy::{
+    Executor, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument, Term,
+};
 
 use crate::analysis::{
     word_analyzer, GramTokenizer, PinyinTokenizer, Segmenter, GRAM, PINYIN, WORD,
@@ -369,37 +373,10 @@ fn first_str(doc: &TantivyDocument, field: Field) -> String {
         .unwrap_or_default()
 }
 
-impl SearchEngine for TantivyEngine {
-    fn upsert(&self, docs: Vec<Doc>) -> Result<(), SearchError> {
-        if let Some(bad) = docs.iter().find(|d| d.id.trim().is_empty()) {
-            return Err(SearchError::InvalidDoc(format!(
-                "empty id (slug {:?})",
-                bad.slug
-            )));
-        }
-        let writer = self.writer();
-        for d in &docs {
-            writer.delete_term(Term::from_field_text(self.fields.id, &d.id));
-            writer.add_document(self.to_tantivy(d))?;
-        }
-        Ok(())
-    }
-
-    fn delete(&self, ids: &[String]) -> Result<(), SearchError> {
-        let writer = self.writer();
-        for id in ids {
-            writer.delete_term(Term::from_field_text(self.fields.id, id));
-        }
-        Ok(())
-    }
-
-    fn commit(&self) -> Result<(), SearchError> {
-        self.writer().commit()?;
-        self.reader.reload()?;
-        Ok(())
-    }
-
-    fn search(&self, q: &Query) -> Result<SearchResults, SearchError> {
+impl TantivyEngine {
+    /// The search itself; `here` keeps every step on the calling thread (see
+    /// [`SearchEngine::search_on_this_thread`]).
+    fn search_with(&self, q: &Query, here: bool) -> Result<SearchResults, SearchError> {
         let planner = self
             .planner
             .read()
@@ -424,7 +401,7 @@ impl SearchEngine for TantivyEngine {
             let (text_query, required) = plan.to_query(&self.fields.text, &df, num_docs, relax);
             let query = self.full_query(q, &plan, text_query);
             let (top, total) = if limit == 0 {
-                (Vec::new(), searcher.search(&query, &Count)?)
+                (Vec::new(), collect(&searcher, &query, &Count, here)?)
             } else {
                 let collector = (
                     TopDocs::with_limit(limit)
@@ -432,7 +409,7 @@ impl SearchEngine for TantivyEngine {
                         .order_by_score(),
                     Count,
                 );
-                searcher.search(&query, &collector)?
+                collect(&searcher, &query, &collector, here)?
             };
             // Never an empty page when a partial match exists: relax to one concept.
             if total == 0 && required > 1 && !relax {
@@ -469,6 +446,64 @@ impl SearchEngine for TantivyEngine {
             });
         }
         Ok(SearchResults { hits, total })
+    }
+}
+
+/// Run a collector over every segment: on the index's search pool, or (`here`) on the
+/// calling thread alone.
+fn collect<C: Collector>(
+    searcher: &Searcher,
+    query: &dyn TQuery,
+    collector: &C,
+    here: bool,
+) -> tantivy::Result<C::Fruit> {
+    if !here {
+        return searcher.search(query, collector);
+    }
+    let scoring = if collector.requires_scoring() {
+        EnableScoring::enabled_from_searcher(searcher)
+    } else {
+        EnableScoring::disabled_from_searcher(searcher)
+    };
+    searcher.search_with_executor(query, collector, &Executor::single_thread(), scoring)
+}
+
+impl SearchEngine for TantivyEngine {
+    fn upsert(&self, docs: Vec<Doc>) -> Result<(), SearchError> {
+        if let Some(bad) = docs.iter().find(|d| d.id.trim().is_empty()) {
+            return Err(SearchError::InvalidDoc(format!(
+                "empty id (slug {:?})",
+                bad.slug
+            )));
+        }
+        let writer = self.writer();
+        for d in &docs {
+            writer.delete_term(Term::from_field_text(self.fields.id, &d.id));
+            writer.add_document(self.to_tantivy(d))?;
+        }
+        Ok(())
+    }
+
+    fn delete(&self, ids: &[String]) -> Result<(), SearchError> {
+        let writer = self.writer();
+        for id in ids {
+            writer.delete_term(Term::from_field_text(self.fields.id, id));
+        }
+        Ok(())
+    }
+
+    fn commit(&self) -> Result<(), SearchError> {
+        self.writer().commit()?;
+        self.reader.reload()?;
+        Ok(())
+    }
+
+    fn search(&self, q: &Query) -> Result<SearchResults, SearchError> {
+        self.search_with(q, false)
+    }
+
+    fn search_on_this_thread(&self, q: &Query) -> Result<SearchResults, SearchError> {
+        self.search_with(q, true)
     }
 
     fn doc_count(&self) -> Result<u64, SearchError> {

@@ -200,6 +200,12 @@ pub trait SearchEngine: Send + Sync {
     fn commit(&self) -> Result<(), SearchError>;
     /// Runs a query; never fails because of what the user typed.
     fn search(&self, q: &Query) -> Result<SearchResults, SearchError>;
+    /// The same search with every step on the calling thread (no search pool): for
+    /// background work on a low-priority thread, whose searches must not borrow threads
+    /// that run at normal priority.
+    fn search_on_this_thread(&self, q: &Query) -> Result<SearchResults, SearchError> {
+        self.search(q)
+    }
     /// Number of committed documents.
     fn doc_count(&self) -> Result<u64, SearchError>;
     /// Removes every document (for full rebuilds; visible after commit).

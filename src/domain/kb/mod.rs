@@ -5,6 +5,7 @@
 pub mod import;
 pub mod indexer;
 mod search;
+pub mod spare;
 mod starter;
 
 use std::collections::HashMap;
@@ -17,7 +18,7 @@ use lingshi_search::{
     WriterOptions,
 };
 use serde::Deserialize;
-use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio::sync::{mpsc, Notify};
 
 use super::events::Event;
 use super::limits::Limiter;
@@ -471,8 +472,9 @@ pub struct KbState {
     pub engine: Arc<dyn SearchEngine>,
     /// Wakes the indexer after an in-process save.
     pub index_wake: Arc<Notify>,
-    /// Bounds concurrent suggestion searches; when all are busy a suggestion is skipped.
-    pub suggest_slots: Arc<Semaphore>,
+    /// Where suggestion searches run: a thread at the lowest priority, on spare CPU
+    /// only; when its queue is full a suggestion is skipped.
+    pub suggest_lane: spare::SpareCpu,
     /// When each conversation last got suggestions: a burst of messages gets one search.
     pub suggested_at: Mutex<HashMap<ConversationId, Instant>>,
     /// Suggestion searches per second across the node: in a surge the suggestions thin
@@ -489,7 +491,7 @@ impl KbState {
         KbState {
             engine,
             index_wake: Arc::default(),
-            suggest_slots: Arc::new(Semaphore::new(2)),
+            suggest_lane: spare::SpareCpu::new("kb-suggest", 2),
             suggested_at: Mutex::default(),
             suggest_budget: Limiter::new(SUGGESTIONS_PER_SECOND, SUGGESTIONS_PER_SECOND),
             gaps,

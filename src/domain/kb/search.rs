@@ -215,8 +215,9 @@ impl Domain {
     }
 
     /// Send the mission's agents the top articles for a citizen's message. Runs in the
-    /// background, at most once per conversation every few seconds and at most two at
-    /// a time (skipped when busy): suggestions must never slow the message path.
+    /// background on a thread at the lowest priority (spare CPU only), at most once per
+    /// conversation every few seconds and within a node-wide budget, and is skipped
+    /// when that thread is behind: suggestions must never slow the message path.
     pub fn suggest(&self, conv: &Conversation, message: &Message, locale: Option<&Locale>) {
         if message.body.trim().chars().count() < 2 {
             return;
@@ -242,17 +243,13 @@ impl Domain {
             }
             seen.insert(conv.id, now);
         }
-        let Ok(permit) = self.kb.suggest_slots.clone().try_acquire_owned() else {
-            return;
-        };
-        let d = self.clone();
         let route = Route::from(conv);
         let country = conv.citizen.country.map(|c| c.to_string());
         let (conversation_id, message_id, seq) = (conv.id, message.id, message.seq);
         let text: String = message.body.chars().take(QUERY_MAX_CHARS).collect();
         let locale = locale.map(|l| l.to_string());
-        tokio::spawn(async move {
-            let _permit = permit;
+        let engine = self.kb.engine.clone();
+        let search = move || {
             let query = |locale: Option<String>| Query {
                 text: text.clone(),
                 locale,
@@ -260,26 +257,35 @@ impl Domain {
                 limit: 3,
                 ..Query::default()
             };
-            let mut hits = match d.engine_search(query(locale.clone())).await {
-                Ok(r) => r.hits,
-                Err(e) => {
-                    e.log();
-                    return;
-                }
-            };
+            let mut hits = engine.search_on_this_thread(&query(locale.clone()))?.hits;
             if hits.len() < 3 && locale.is_some() {
-                if let Ok(more) = d.engine_search(query(None)).await {
-                    for h in more.hits {
-                        if hits.len() < 3 && !hits.iter().any(|x| x.id == h.id) {
-                            hits.push(h);
-                        }
+                for h in engine.search_on_this_thread(&query(None))?.hits {
+                    if hits.len() < 3 && !hits.iter().any(|x| x.id == h.id) {
+                        hits.push(h);
                     }
                 }
             }
+            Ok::<_, lingshi_search::SearchError>(hits)
+        };
+        // On spare CPU only (see `spare`): skipped when its queue is full, dropped when
+        // it waited longer than a suggestion stays useful.
+        let Some(found) = self.kb.suggest_lane.try_run(SUGGEST_EVERY, search) else {
+            return;
+        };
+        let publisher = self.publisher.clone();
+        tokio::spawn(async move {
+            let hits = match found.await {
+                Ok(Ok(hits)) => hits,
+                Ok(Err(e)) => {
+                    AppError::Internal(anyhow::anyhow!("suggestion search failed: {e}")).log();
+                    return;
+                }
+                Err(_) => return,
+            };
             if hits.is_empty() {
                 return;
             }
-            d.publisher.publish(Event::Suggestions {
+            publisher.publish(Event::Suggestions {
                 route,
                 conversation_id,
                 message_id,
