@@ -55,14 +55,19 @@ pub struct SqliteStore {
     _checkpointer: Arc<Checkpointer>,
 }
 
-/// How often the background checkpointer folds the WAL into the database file. At the
-/// send path's peak the log grows by about 70 MB/s; every 50 ms keeps each step well
-/// under WRITER_CHECKPOINT_PAGES, so the backstop below rarely fires on the commit
-/// thread (at 250 ms it took a tenth of that thread's time). On an idle database a
-/// passive checkpoint only reads the log's header.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
-/// Log size (pages) past which the write connection checkpoints after a commit.
-const WRITER_CHECKPOINT_PAGES: u32 = 4096;
+/// How often the background checkpointer folds the WAL into the database file. At
+/// 10,000 msg/s the log grows by about 100 MB/s. A page that several commits rewrote
+/// within one period is copied into the database file once, so a longer period copies
+/// less: at 50 ms the checkpoints' writes and fsyncs competed with the commits' own
+/// (the commit thread waited in the block layer's writeback throttling) and runs at
+/// 10,000 msg/s tipped into a growing queue in most tries; at 500 ms none did (see
+/// BENCHMARKS.md, round 4). On an idle database a passive checkpoint only reads the
+/// log's header.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+/// Log size (pages, 128 MiB) past which the write connection checkpoints after a
+/// commit: above what the peak writes in one CHECKPOINT_EVERY, so the backstop below
+/// rarely fires on the commit thread.
+const WRITER_CHECKPOINT_PAGES: u32 = 32768;
 
 /// The WAL is checkpointed on a connection of its own, in the background, instead of
 /// by whichever commit crosses SQLite's auto-checkpoint threshold: that commit would
