@@ -456,6 +456,10 @@ pub struct Config {
     pub database_url: Secret,
     /// Connections this node keeps open to Postgres.
     pub database_max_connections: u32,
+    /// SQLite: the write-ahead log's size (MiB) past which a commit folds it into the
+    /// database file itself. The background checkpointer keeps it shorter whenever
+    /// writes pause; this bounds it when they never do (a long import, a surge).
+    pub sqlite_wal_max_mib: u32,
     /// `text` for people, `json` for log shippers.
     pub log_format: String,
     /// tracing filter, e.g. `info,lingshi=debug`; `RUST_LOG` wins when set.
@@ -481,6 +485,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             database_url: Secret::default(),
             database_max_connections: 16,
+            sqlite_wal_max_mib: 128,
             log_format: "text".into(),
             log_level: "info".into(),
             default_mission: "mfa".into(),
@@ -657,6 +662,9 @@ impl Config {
         }
         if self.database_max_connections < 2 {
             return bad("database_max_connections must be at least 2".into());
+        }
+        if !(1..=4096).contains(&self.sqlite_wal_max_mib) {
+            return bad("sqlite_wal_max_mib must be between 1 and 4096".into());
         }
         let c = &self.cluster;
         if !c.nats_url.is_empty() && self.database_url.is_empty() {
@@ -854,6 +862,15 @@ mod tests {
         c.default_mission = "nowhere".into();
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("nowhere") && e.contains("known: mfa, be"), "{e}");
+    }
+
+    #[test]
+    fn bounds_the_sqlite_log_setting() {
+        let mut c = with_missions();
+        assert!(c.validate().is_ok());
+        c.sqlite_wal_max_mib = 0;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("sqlite_wal_max_mib"), "{e}");
     }
 
     #[test]

@@ -46,7 +46,7 @@ pub struct Backend {
 /// followers of the index queue.
 pub async fn open(config: &Config, node: &str) -> anyhow::Result<Backend> {
     if config.database_url.is_empty() {
-        let store = SqliteStore::open(&config.data_dir).await?;
+        let store = SqliteStore::open(&config.data_dir, config.sqlite_wal_max_mib).await?;
         let blobs =
             Blobs::open(&config.data_dir).context("cannot create the attachments folder")?;
         Ok(Backend {

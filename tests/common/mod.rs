@@ -84,10 +84,11 @@ pub fn test_config(data_dir: &Path) -> Config {
 pub fn write_config_file(dir: &Path, config: &Config) -> PathBuf {
     let path = dir.join("lingshi.toml");
     let mut text = format!(
-        "bind = {:?}\ndata_dir = {:?}\ndefault_mission = {:?}\n",
+        "bind = {:?}\ndata_dir = {:?}\ndefault_mission = {:?}\nsqlite_wal_max_mib = {}\n",
         config.bind,
         config.data_dir.display().to_string(),
-        config.default_mission
+        config.default_mission,
+        config.sqlite_wal_max_mib
     );
     if !config.database_url.is_empty() {
         text.push_str(&format!(

@@ -21,7 +21,6 @@ use anyhow::Context;
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::oneshot;
 
-use super::WRITER_CHECKPOINT_PAGES;
 use crate::domain::planner::{Load, Plan};
 use crate::domain::ports::PlanFn;
 use crate::error::{AppError, AppResult};
@@ -38,10 +37,12 @@ const STATEMENT_CACHE: usize = 32;
 
 impl Committer {
     /// Open the connection (the database exists and is migrated) and start the thread.
-    pub(super) fn open(path: &Path) -> anyhow::Result<Committer> {
+    /// `backstop_pages`: the log size past which a commit checkpoints it (as on the
+    /// store's write connection).
+    pub(super) fn open(path: &Path, backstop_pages: u32) -> anyhow::Result<Committer> {
         let mut conn = Connection::open(path)
             .with_context(|| format!("cannot open database {}", path.display()))?;
-        configure(&conn).context("cannot configure the commit connection")?;
+        configure(&conn, backstop_pages).context("cannot configure the commit connection")?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         let (jobs, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
@@ -76,7 +77,7 @@ impl Committer {
 
 /// The same settings as the sqlx connections (see `options` in the parent module): the
 /// file is already in WAL mode.
-fn configure(conn: &Connection) -> rusqlite::Result<()> {
+fn configure(conn: &Connection, backstop_pages: u32) -> rusqlite::Result<()> {
     conn.busy_timeout(Duration::from_secs(10))?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -84,9 +85,7 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     // The working set of the send path: the idempotency and per-conversation indexes
     // and the conversations (see the write connection in the parent module).
     conn.pragma_update(None, "cache_size", -32768)?;
-    conn.pragma_update_and_check(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES, |_| {
-        Ok(())
-    })?;
+    conn.pragma_update_and_check(None, "wal_autocheckpoint", backstop_pages, |_| Ok(()))?;
     Ok(())
 }
 

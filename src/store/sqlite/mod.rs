@@ -60,14 +60,12 @@ pub struct SqliteStore {
 /// within one period is copied into the database file once, so a longer period copies
 /// less: at 50 ms the checkpoints' writes and fsyncs competed with the commits' own
 /// (the commit thread waited in the block layer's writeback throttling) and runs at
-/// 10,000 msg/s tipped into a growing queue in most tries; at 500 ms none did (see
+/// 10,000 msg/s tipped into a growing queue in about half the tries; at 500 ms none did (see
 /// BENCHMARKS.md, round 4). On an idle database a passive checkpoint only reads the
 /// log's header.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
-/// Log size (pages, 128 MiB) past which the write connection checkpoints after a
-/// commit: above what the peak writes in one CHECKPOINT_EVERY, so the backstop below
-/// rarely fires on the commit thread.
-const WRITER_CHECKPOINT_PAGES: u32 = 32768;
+/// Pages of SQLite's default 4 KiB per MiB: the backstop is configured in MiB.
+const PAGES_PER_MIB: u32 = 256;
 
 /// The WAL is checkpointed on a connection of its own, in the background, instead of
 /// by whichever commit crosses SQLite's auto-checkpoint threshold: that commit would
@@ -131,7 +129,12 @@ fn options(path: &Path) -> SqliteConnectOptions {
 
 impl SqliteStore {
     /// Open (creating if needed) `DATA_DIR/lingshi.db` and apply pending migrations.
-    pub async fn open(data_dir: &Path) -> anyhow::Result<Self> {
+    /// `wal_max_mib` is the backstop (see [`Checkpointer`]): past that much log a
+    /// commit checkpoints it itself. Keep it above what the busiest second writes in
+    /// one CHECKPOINT_EVERY (about 50 MiB at 10,000 msg/s), so that it rarely fires on
+    /// the send path.
+    pub async fn open(data_dir: &Path, wal_max_mib: u32) -> anyhow::Result<Self> {
+        let backstop_pages = wal_max_mib.max(1) * PAGES_PER_MIB;
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
         let path = data_dir.join("lingshi.db");
@@ -151,13 +154,11 @@ impl SqliteStore {
             .await
             .context("cannot configure the write connection")?;
         // The checkpointer keeps the log short; the write connection checkpoints only
-        // when the log has grown past WRITER_CHECKPOINT_PAGES anyway (see there).
-        sqlx::query(&format!(
-            "PRAGMA wal_autocheckpoint = {WRITER_CHECKPOINT_PAGES}"
-        ))
-        .execute(&mut write)
-        .await
-        .context("cannot configure the write connection")?;
+        // when the log has grown past the backstop anyway (see the checkpointer).
+        sqlx::query(&format!("PRAGMA wal_autocheckpoint = {backstop_pages}"))
+            .execute(&mut write)
+            .await
+            .context("cannot configure the write connection")?;
         let checkpoint = SqliteConnection::connect_with(&opts)
             .await
             .with_context(|| format!("cannot open database {}", path.display()))?;
@@ -168,7 +169,7 @@ impl SqliteStore {
             .connect_with(opts.read_only(true))
             .await
             .context("cannot open database read pool")?;
-        let committer = commit::Committer::open(&path)?;
+        let committer = commit::Committer::open(&path, backstop_pages)?;
         Ok(SqliteStore {
             read,
             write: Arc::new(Mutex::new(write)),
