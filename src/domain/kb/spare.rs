@@ -46,8 +46,8 @@ impl SpareCpu {
         let job: Job = Box::new(move || {
             let _ = reply.send(f());
         });
-        let queued = Instant::now() + deadline;
-        match tx.try_send((queued, job)) {
+        let expires = Instant::now() + deadline;
+        match tx.try_send((expires, job)) {
             Ok(()) => Some(rx),
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => None,
         }
@@ -60,8 +60,8 @@ impl SpareCpu {
             .spawn(move || {
                 lowest_priority();
                 // Ends when the owner (and with it the sender) is dropped.
-                for (deadline, job) in rx {
-                    if Instant::now() <= deadline {
+                for (expires, job) in rx {
+                    if Instant::now() <= expires {
                         job();
                     }
                 }
