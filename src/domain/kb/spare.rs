@@ -8,7 +8,7 @@
 //! deadline is dropped unrun, and a full queue refuses new jobs, so a long surge
 //! thins suggestions out instead of piling them up.
 
-use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -47,10 +47,7 @@ impl SpareCpu {
             let _ = reply.send(f());
         });
         let expires = Instant::now() + deadline;
-        match tx.try_send((expires, job)) {
-            Ok(()) => Some(rx),
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => None,
-        }
+        tx.try_send((expires, job)).ok().map(|()| rx)
     }
 
     fn start(&self) -> Option<SyncSender<(Instant, Job)>> {

@@ -60,9 +60,9 @@ pub struct SqliteStore {
 /// within one period is copied into the database file once, so a longer period copies
 /// less: at 50 ms the checkpoints' writes and fsyncs competed with the commits' own
 /// (the commit thread waited in the block layer's writeback throttling) and runs at
-/// 10,000 msg/s tipped into a growing queue in about half the tries; at 500 ms none did (see
-/// BENCHMARKS.md, round 4). On an idle database a passive checkpoint only reads the
-/// log's header.
+/// 10,000 msg/s tipped into a growing queue in about half the tries; at 500 ms none
+/// did (see BENCHMARKS.md, round 4). On an idle database a passive checkpoint only
+/// reads the log's header.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 /// Pages of SQLite's default 4 KiB per MiB: the backstop is configured in MiB.
 const PAGES_PER_MIB: u32 = 256;
