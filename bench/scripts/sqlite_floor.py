@@ -15,6 +15,7 @@ Variants (for comparison only; the server runs none of them):
     nosync   synchronous=OFF (not durable)
     noidem   without the idempotency index
     noconv   without the per-message update of the conversation's row
+    p1024, p2048, p8192   a database page of that many bytes (4,096 otherwise)
 """
 import argparse
 import glob
@@ -31,6 +32,9 @@ def run(variants, batch, messages):
     d = tempfile.mkdtemp(prefix="sqlite-floor-")
     path = os.path.join(d, "floor.db")
     db = sqlite3.connect(path, isolation_level=None)
+    for v in variants:
+        if v.startswith("p") and v[1:].isdigit():
+            db.execute("PRAGMA page_size=" + v[1:])
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=" + ("OFF" if "nosync" in variants else "FULL"))
     db.execute("PRAGMA foreign_keys=ON")
@@ -99,6 +103,6 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--batch", type=int, default=100)
     p.add_argument("--messages", type=int, default=50_000)
-    p.add_argument("variants", nargs="*", choices=["nock", "nosync", "noidem", "noconv"])
+    p.add_argument("variants", nargs="*", choices=["nock", "nosync", "noidem", "noconv", "p1024", "p2048", "p8192"])
     a = p.parse_args()
     run(a.variants, a.batch, a.messages)
