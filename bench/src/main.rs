@@ -92,11 +92,16 @@ enum Cmd {
         rate: f64,
         #[arg(long, default_value_t = 10)]
         duration: u64,
-        /// Step the rate ×1.5 until p99 ack > 50 ms or errors appear.
+        /// Step the rate ×1.5 until p99 ack > 50 ms or errors appear, then bisect
+        /// between the last rate that passed and the first that failed.
         #[arg(long)]
         find_max: bool,
         #[arg(long, default_value_t = 12)]
         max_steps: usize,
+        /// With --find-max: bisection steps after the first failure (0: the ×1.5
+        /// ladder alone).
+        #[arg(long, default_value_t = 2)]
+        refine: usize,
         /// Frames per second per socket allowed by the started server.
         #[arg(long, default_value_t = 1000)]
         frames_per_second: u32,
@@ -313,6 +318,7 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
             duration,
             find_max,
             max_steps,
+            refine,
             frames_per_second,
             deployment,
         } => {
@@ -322,10 +328,13 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
                 ThroughputArgs {
                     conversations,
                     agents,
-                    rate,
                     duration: Duration::from_secs(duration),
-                    find_max,
-                    max_steps,
+                    ladder: throughput::Ladder {
+                        start: rate,
+                        find_max,
+                        max_steps,
+                        refine,
+                    },
                     frames_per_second,
                     deployment,
                 },
@@ -485,10 +494,8 @@ async fn cmd_idle(
 struct ThroughputArgs {
     conversations: usize,
     agents: usize,
-    rate: f64,
     duration: Duration,
-    find_max: bool,
-    max_steps: usize,
+    ladder: throughput::Ladder,
     frames_per_second: u32,
     deployment: DeploymentArgs,
 }
@@ -498,8 +505,8 @@ async fn cmd_throughput(
     baseline: bool,
     a: ThroughputArgs,
 ) -> anyhow::Result<Value> {
-    let per_socket = a.rate / a.conversations.max(1) as f64;
-    if per_socket > a.frames_per_second as f64 && !a.find_max {
+    let per_socket = a.ladder.start / a.conversations.max(1) as f64;
+    if per_socket > a.frames_per_second as f64 && !a.ladder.find_max {
         eprintln!(
             "warning: {per_socket:.0} frames/s per citizen socket exceeds the server's {} frames/s limit",
             a.frames_per_second
@@ -514,16 +521,7 @@ async fn cmd_throughput(
         }
         eprintln!("[lingshi] throughput on {}", a.deployment.label());
         let refs: Vec<&Target> = nodes.iter().collect();
-        let r = throughput::run(
-            &refs,
-            a.conversations,
-            a.agents,
-            a.rate,
-            a.duration,
-            a.find_max,
-            a.max_steps,
-        )
-        .await?;
+        let r = throughput::run(&refs, a.conversations, a.agents, a.duration, a.ladder).await?;
         for t in &mut nodes {
             t.stop()?;
         }
@@ -531,16 +529,7 @@ async fn cmd_throughput(
     };
     let (base, base_best) = if baseline {
         let mut t = Target::spawn_relay().await?;
-        let r = throughput::run(
-            &[&t],
-            a.conversations,
-            a.agents,
-            a.rate,
-            a.duration,
-            a.find_max,
-            a.max_steps,
-        )
-        .await?;
+        let r = throughput::run(&[&t], a.conversations, a.agents, a.duration, a.ladder).await?;
         t.stop()?;
         (r.0, r.1)
     } else {
@@ -571,6 +560,9 @@ async fn cmd_throughput(
                 opt(s.commits, 0),
                 opt(s.mean_commit_ms, 2),
                 opt(s.mean_writer_ms, 2),
+                opt(s.writer_p99_ms, 1),
+                opt(s.slow_commits, 0),
+                s.stalls.to_string(),
                 opt(s.cpu_percent, 0),
                 opt(s.client_cpu_percent, 0),
             ]);
@@ -592,6 +584,9 @@ async fn cmd_throughput(
             "commits",
             "commit ms",
             "writer ms",
+            "writer p99",
+            "commits >50ms",
+            "stalls",
             "cpu %",
             "client cpu %",
         ],
@@ -639,13 +634,16 @@ async fn cmd_throughput(
             ],
         );
     }
-    if a.find_max {
+    if a.ladder.find_max {
+        // A series with no failing step stopped at --max-steps.
+        let capped =
+            |v: &[throughput::StepFigures]| !v.is_empty() && v.iter().all(|s| s.passes(50.0));
         let show = |v: Option<f64>| v.map(|r| format!("{r:.0}")).unwrap_or("none".into());
         println!(
             "\nmax rate with p99 ack ≤ 50 ms and no errors: lingshi {} msg/s, baseline {} msg/s{}",
             show(ours_best),
             show(base_best),
-            if ours.len() == a.max_steps || base.len() == a.max_steps {
+            if capped(&ours) || capped(&base) {
                 " (a series hit --max-steps: its true maximum may be higher)"
             } else {
                 ""
@@ -862,10 +860,13 @@ async fn cmd_smoke(opts: &ServerOpts, json_out: Option<&PathBuf>) -> anyhow::Res
         ThroughputArgs {
             conversations: 20,
             agents: 2,
-            rate: 100.0,
             duration: Duration::from_secs(2),
-            find_max: false,
-            max_steps: 1,
+            ladder: throughput::Ladder {
+                start: 100.0,
+                find_max: false,
+                max_steps: 1,
+                refine: 0,
+            },
             frames_per_second: 1000,
             deployment: DeploymentArgs::sqlite(),
         },
@@ -883,10 +884,13 @@ async fn cmd_smoke(opts: &ServerOpts, json_out: Option<&PathBuf>) -> anyhow::Res
             ThroughputArgs {
                 conversations: 20,
                 agents: 2,
-                rate: 100.0,
                 duration: Duration::from_secs(2),
-                find_max: false,
-                max_steps: 1,
+                ladder: throughput::Ladder {
+                    start: 100.0,
+                    find_max: false,
+                    max_steps: 1,
+                    refine: 0,
+                },
                 frames_per_second: 1000,
                 deployment: DeploymentArgs {
                     backend: "postgres".into(),

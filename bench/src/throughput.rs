@@ -79,6 +79,15 @@ pub struct StepFigures {
     pub mean_commit_ms: Option<f64>,
     /// Mean time from a send reaching the writer's queue to its commit, ms.
     pub mean_writer_ms: Option<f64>,
+    /// Commits that took over 50 ms (the server's histogram): a stall of the disk or
+    /// of the commit thread, as opposed to one of the sockets or the client.
+    pub slow_commits: Option<f64>,
+    /// The server's own p99 from a send reaching the writer's queue to its commit, ms:
+    /// the upper bound of its histogram bucket.
+    pub writer_p99_ms: Option<f64>,
+    /// 100 ms windows of the schedule in which most messages waited over 50 ms for
+    /// their ack: few of them and a high p99 mean stalls, not a queue.
+    pub stalls: u64,
     pub cpu_percent: Option<f64>,
     /// CPU of the bench client itself over the step (it shares the cores).
     pub client_cpu_percent: Option<f64>,
@@ -93,7 +102,9 @@ impl StepFigures {
                "error_sample": self.error_sample, "ack": self.ack.json(), "delivery": self.delivery.json(),
                "achieved_acked_per_sec": self.achieved, "mean_commit_batch": self.mean_batch,
                "commits": self.commits, "mean_commit_ms": self.mean_commit_ms,
-               "mean_writer_ms": self.mean_writer_ms, "server_cpu_percent": self.cpu_percent,
+               "mean_writer_ms": self.mean_writer_ms, "slow_commits": self.slow_commits,
+               "writer_p99_ms": self.writer_p99_ms, "stall_windows": self.stalls,
+               "server_cpu_percent": self.cpu_percent,
                "client_cpu_percent": self.client_cpu_percent})
     }
 }
@@ -326,34 +337,46 @@ impl Rig {
         tokio::time::sleep(Duration::from_millis(200)).await;
         *self.current.write().expect("lock") = None;
         let after = self.metrics().await?;
-        let (mean_batch, commits, mean_commit_ms, mean_writer_ms) = match (before, after) {
-            (Some(b), Some(a)) => {
-                let d = |n: &str| {
-                    let mut sum = 0.0;
-                    for (a, b) in a.iter().zip(&b) {
-                        sum += metric(a, n)? - metric(b, n)?;
-                    }
-                    Some(sum)
-                };
-                let sum = d("lingshi_commit_batch_size_sum");
-                let count = d("lingshi_commit_batch_size_count");
-                let commits = d("lingshi_commits_total");
-                let mean = |sum: Option<f64>, count: Option<f64>| match (sum, count) {
-                    (Some(s), Some(c)) if c > 0.0 => Some(s / c),
-                    _ => None,
-                };
-                let ms = |name: &str| {
-                    mean(d(&format!("{name}_sum")), d(&format!("{name}_count"))).map(|s| s * 1000.0)
-                };
-                (
-                    mean(sum, count),
-                    commits,
-                    ms("lingshi_commit_seconds"),
-                    ms("lingshi_ack_latency_seconds"),
-                )
-            }
-            _ => (None, None, None, None),
-        };
+        let (mean_batch, commits, mean_commit_ms, mean_writer_ms, slow_commits, writer_p99_ms) =
+            match (before, after) {
+                (Some(b), Some(a)) => {
+                    let d = |n: &str| {
+                        let mut sum = 0.0;
+                        for (a, b) in a.iter().zip(&b) {
+                            sum += metric(a, n)? - metric(b, n)?;
+                        }
+                        Some(sum)
+                    };
+                    let sum = d("lingshi_commit_batch_size_sum");
+                    let count = d("lingshi_commit_batch_size_count");
+                    let commits = d("lingshi_commits_total");
+                    let mean = |sum: Option<f64>, count: Option<f64>| match (sum, count) {
+                        (Some(s), Some(c)) if c > 0.0 => Some(s / c),
+                        _ => None,
+                    };
+                    let ms = |name: &str| {
+                        mean(d(&format!("{name}_sum")), d(&format!("{name}_count")))
+                            .map(|s| s * 1000.0)
+                    };
+                    let bucket = |name: &str, le: &str| d(&format!("{name}_bucket{{le=\"{le}\"}}"));
+                    let slow = match (
+                        d("lingshi_commit_seconds_count"),
+                        bucket("lingshi_commit_seconds", "0.05"),
+                    ) {
+                        (Some(all), Some(fast)) => Some(all - fast),
+                        _ => None,
+                    };
+                    (
+                        mean(sum, count),
+                        commits,
+                        ms("lingshi_commit_seconds"),
+                        ms("lingshi_ack_latency_seconds"),
+                        slow,
+                        histogram_p99_ms(&d, "lingshi_ack_latency_seconds"),
+                    )
+                }
+                _ => (None, None, None, None, None, None),
+            };
         let acks: Vec<f64> = step
             .ack_us
             .iter()
@@ -362,6 +385,7 @@ impl Rig {
             .map(|v| v as f64 / 1000.0)
             .collect();
         let acked = acks.len() as u64;
+        let stalls = stall_windows(&step, total);
         let deliveries = std::mem::take(&mut *step.deliver_us.lock().expect("lock"));
         let span = (step.last_ack_us.load(Ordering::Relaxed) as f64 / 1e6)
             .max(send_end.as_secs_f64())
@@ -381,6 +405,9 @@ impl Rig {
             commits,
             mean_commit_ms,
             mean_writer_ms,
+            slow_commits,
+            writer_p99_ms,
+            stalls,
             cpu_percent: cpu,
             client_cpu_percent: client_cpu,
         })
@@ -414,16 +441,63 @@ impl Rig {
     }
 }
 
-/// Run one rate, or step the rate up ×1.5 until p99 ack > limit or errors appear.
+/// See [`StepFigures::stalls`].
+fn stall_windows(step: &Step, total: usize) -> u64 {
+    let mut windows = std::collections::BTreeMap::<u64, (u32, u32)>::new();
+    for (i, a) in step.ack_us.iter().enumerate().take(total) {
+        let w = windows
+            .entry((step.scheduled_us(i) / 100_000.0) as u64)
+            .or_default();
+        w.0 += 1;
+        let lat = a.load(Ordering::Relaxed);
+        if lat == u32::MAX || lat > 50_000 {
+            w.1 += 1;
+        }
+    }
+    windows.values().filter(|(n, late)| late * 2 > *n).count() as u64
+}
+
+/// The upper bound (ms) of the bucket that holds a histogram's 99th percentile, from
+/// `delta`, the change of a metric over the step.
+fn histogram_p99_ms(delta: &dyn Fn(&str) -> Option<f64>, name: &str) -> Option<f64> {
+    const BOUNDS: [&str; 13] = [
+        "0.0005", "0.001", "0.002", "0.005", "0.01", "0.02", "0.05", "0.1", "0.2", "0.5", "1", "2",
+        "5",
+    ];
+    let count = delta(&format!("{name}_count"))?;
+    if count <= 0.0 {
+        return None;
+    }
+    BOUNDS.iter().find_map(|b| {
+        let below = delta(&format!("{name}_bucket{{le=\"{b}\"}}"))?;
+        (below >= 0.99 * count).then(|| b.parse::<f64>().ok().map(|s| s * 1000.0))?
+    })
+}
+
+/// Which rates a run measures.
+#[derive(Clone, Copy, Debug)]
+pub struct Ladder {
+    /// The first rate (the only one without `find_max`), messages per second.
+    pub start: f64,
+    /// Step the rate ×1.5 while a step passes.
+    pub find_max: bool,
+    /// At most this many ×1.5 steps.
+    pub max_steps: usize,
+    /// After the first failing step, this many steps halve the interval between the
+    /// last rate that passed and the lowest that failed (each about 10 s more), so the
+    /// maximum is known to within 1.5^(1/2^refine) rather than to a factor of 1.5.
+    pub refine: usize,
+}
+
+/// Run one rate, or find the highest rate with p99 ack ≤ 50 ms and no errors: step up
+/// ×1.5 until a step fails, then bisect between the last pass and the first failure.
 /// Citizens connect to the first node, agents to the last.
 pub async fn run(
     nodes: &[&Target],
     conversations: usize,
     agents: usize,
-    rate: f64,
     duration: Duration,
-    find_max: bool,
-    max_steps: usize,
+    ladder: Ladder,
 ) -> anyhow::Result<(Vec<StepFigures>, Option<f64>)> {
     let (Some(first), Some(last)) = (nodes.first(), nodes.last()) else {
         bail!("no server to measure");
@@ -432,9 +506,9 @@ pub async fn run(
         .await
         .context("throughput setup")?;
     let mut steps = vec![];
-    let mut best = None;
-    let mut r = rate;
-    for _ in 0..max_steps.max(1) {
+    let mut search = Search::new(ladder);
+    let mut r = ladder.start;
+    loop {
         let f = rig.step(r, duration).await?;
         eprintln!(
             "[{}] rate {:.0}/s: acked {}/{} errors {} ack p50 {} p99 {} ms, delivery p99 {} ms, achieved {:.0}/s",
@@ -450,15 +524,128 @@ pub async fn run(
         );
         let pass = f.passes(50.0);
         steps.push(f);
-        if !find_max {
-            break;
+        match search.next(r, pass) {
+            Some(next) => r = next,
+            None => break,
         }
-        if !pass {
-            break;
-        }
-        best = Some(r);
-        r *= 1.5;
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    Ok((steps, best))
+    Ok((steps, search.best))
+}
+
+/// Where a run is on its [`Ladder`].
+struct Search {
+    ladder: Ladder,
+    /// The highest rate that passed.
+    best: Option<f64>,
+    /// The lowest rate that failed.
+    failed: Option<f64>,
+    climbs: usize,
+    refinements: usize,
+}
+
+impl Search {
+    fn new(ladder: Ladder) -> Self {
+        Search {
+            ladder,
+            best: None,
+            failed: None,
+            climbs: 0,
+            refinements: 0,
+        }
+    }
+
+    /// The rate to measure after `rate` passed or failed, or `None` to stop.
+    fn next(&mut self, rate: f64, pass: bool) -> Option<f64> {
+        if !self.ladder.find_max {
+            return None;
+        }
+        if pass {
+            self.best = Some(rate);
+        } else {
+            self.failed = Some(rate);
+        }
+        match (self.best, self.failed) {
+            // Still climbing.
+            (Some(best), None) => {
+                self.climbs += 1;
+                (self.climbs < self.ladder.max_steps.max(1)).then_some(best * 1.5)
+            }
+            // Between a pass and a failure: halve the interval.
+            (Some(lo), Some(hi)) if self.refinements < self.ladder.refine => {
+                self.refinements += 1;
+                Some((lo + hi) / 2.0)
+            }
+            // The first rate failed, or the interval is fine enough.
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn walk(ladder: Ladder, passes_up_to: f64) -> (Vec<f64>, Option<f64>) {
+        let mut search = Search::new(ladder);
+        let mut rates = vec![];
+        let mut r = Some(ladder.start);
+        while let Some(rate) = r {
+            rates.push(rate.round());
+            r = search.next(rate, rate <= passes_up_to);
+        }
+        (rates, search.best.map(f64::round))
+    }
+
+    #[test]
+    fn the_ladder_climbs_by_half_then_halves_the_interval() {
+        let ladder = Ladder {
+            start: 1000.0,
+            find_max: true,
+            max_steps: 12,
+            refine: 2,
+        };
+        // 7,594 passes, 11,391 fails; 9,492 passes, 10,441 fails.
+        let (rates, best) = walk(ladder, 10_000.0);
+        assert_eq!(
+            rates,
+            [1000.0, 1500.0, 2250.0, 3375.0, 5063.0, 7594.0, 11391.0, 9492.0, 10441.0]
+        );
+        assert_eq!(best, Some(9492.0));
+        // 9,492 fails: the next try is below it.
+        let (rates, best) = walk(ladder, 9_000.0);
+        assert_eq!(&rates[6..], [11391.0, 9492.0, 8543.0]);
+        assert_eq!(best, Some(8543.0));
+        // Without refinement, the plain ×1.5 ladder.
+        let (rates, best) = walk(
+            Ladder {
+                refine: 0,
+                ..ladder
+            },
+            10_000.0,
+        );
+        assert_eq!(rates.len(), 7);
+        assert_eq!(best, Some(7594.0));
+        // A first rate that fails stops at once; a series that never fails stops at
+        // --max-steps.
+        assert_eq!(walk(ladder, 500.0), (vec![1000.0], None));
+        let (rates, best) = walk(
+            Ladder {
+                max_steps: 3,
+                ..ladder
+            },
+            1e9,
+        );
+        assert_eq!(rates, [1000.0, 1500.0, 2250.0]);
+        assert_eq!(best, Some(2250.0));
+        // One rate only without --find-max.
+        let (rates, _) = walk(
+            Ladder {
+                find_max: false,
+                ..ladder
+            },
+            1e9,
+        );
+        assert_eq!(rates, [1000.0]);
+    }
 }
