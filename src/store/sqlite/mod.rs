@@ -70,17 +70,36 @@ const PAGES_PER_MIB: u32 = 256;
 /// The WAL is checkpointed on a connection of its own, in the background, instead of
 /// by whichever commit crosses SQLite's auto-checkpoint threshold: that commit would
 /// copy pages into the database file and fsync it while every message queued behind it
-/// waits. A passive checkpoint never blocks the writer; the writer still starts the
-/// WAL over once a checkpoint has caught up.
+/// waits. A passive checkpoint never blocks the writer.
 ///
-/// That restart needs a moment when the checkpoint has caught up with the last commit,
-/// which a writer that never pauses (a bulk import, in this process or another) never
-/// gives: the log would grow without end (2.3 GB during an import of 100,000
-/// articles), and every read with it. So the write connection keeps SQLite's own
-/// checkpoint as a backstop, at a threshold the checkpointer keeps the log under
-/// whenever the writer pauses: past it, a commit copies what is left (little, the
-/// checkpointer having done most) and the next one starts the log over.
+/// The log starts over (the next commit writes from its first frame) only when a
+/// commit begins with every frame already copied, which a writer that never pauses
+/// never gives a passive checkpoint. And the log must start over often: appending
+/// past the end of its file costs each commit's fsync far more than overwriting frames
+/// already on disk (with a log left to grow to 4 GiB, 50–75 commits in 15 s at
+/// 10,000 msg/s took over 50 ms, against 0–5 with the 128 MiB backstop below). So once
+/// the log holds more than [`RESTART_AFTER_MIB`], a tick ends with one pass under the
+/// store's write lock: passes without the lock first copy nearly everything, then the
+/// pass under the lock (no commit in flight) copies the few frames committed since,
+/// and the next commit starts the log over. That pass is the only time commits wait
+/// on the checkpointer (round 5 in BENCHMARKS.md).
+///
+/// The write connection keeps SQLite's own checkpoint as a backstop
+/// (`sqlite_wal_max_mib`), for when the log cannot start over this way: another
+/// process writing without pause (a bulk import), or a reader still on the log when
+/// the commit begins. Past it, a commit copies what is left and the next one starts
+/// the log over.
 struct Checkpointer(tokio::task::JoinHandle<()>);
+
+/// The log size past which the checkpointer makes the next commit start it over.
+const RESTART_AFTER_MIB: u32 = 16;
+/// Before the pass under the lock, passes without it run until one finds at most this
+/// many frames committed since the one before (at most [`CATCH_UP_PASSES`] of them),
+/// so that the pass under the lock usually copies a few milliseconds' worth of
+/// commits. It is taken even when the commits outran every pass: skipping it would
+/// let the log grow, and a growing log costs more (see [`Checkpointer`]).
+const CATCH_UP_FRAMES: i64 = 256;
+const CATCH_UP_PASSES: usize = 4;
 
 impl Drop for Checkpointer {
     fn drop(&mut self) {
@@ -88,8 +107,23 @@ impl Drop for Checkpointer {
     }
 }
 
+/// What a passive checkpoint reports: the frames in the log (-1 when the database is
+/// not in WAL mode).
+async fn checkpoint(conn: &mut SqliteConnection) -> sqlx::Result<i64> {
+    let (_busy, log, _copied): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+        .fetch_one(conn)
+        .await?;
+    Ok(log)
+}
+
 impl Checkpointer {
-    fn start(mut conn: SqliteConnection) -> Self {
+    /// `restart_after`: the log's length, in frames, past which a tick ends with the
+    /// pass under the write lock.
+    fn start(
+        mut conn: SqliteConnection,
+        write: Arc<Mutex<SqliteConnection>>,
+        restart_after: i64,
+    ) -> Self {
         Checkpointer(tokio::spawn(async move {
             let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -97,15 +131,12 @@ impl Checkpointer {
             let mut failing = false;
             loop {
                 tick.tick().await;
-                match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                    .execute(&mut conn)
-                    .await
-                {
+                match Self::tick(&mut conn, &write, restart_after).await {
                     Err(e) if !failing => {
                         failing = true;
                         tracing::warn!(error = %e, "WAL checkpoint failed; retrying every tick");
                     }
-                    Ok(_) if failing => {
+                    Ok(()) if failing => {
                         failing = false;
                         tracing::info!("WAL checkpoint succeeded again");
                     }
@@ -113,6 +144,32 @@ impl Checkpointer {
                 }
             }
         }))
+    }
+
+    /// One tick: a passive pass; if the log is long, more passes without the lock until
+    /// one finds few new frames (or [`CATCH_UP_PASSES`] have run), then one under the
+    /// write lock, after which the next commit starts the log over (unless a reader is
+    /// still on it: then a later tick tries again).
+    async fn tick(
+        conn: &mut SqliteConnection,
+        write: &Mutex<SqliteConnection>,
+        restart_after: i64,
+    ) -> sqlx::Result<()> {
+        let mut log = checkpoint(conn).await?;
+        if log <= restart_after {
+            return Ok(());
+        }
+        for _ in 0..CATCH_UP_PASSES {
+            let now = checkpoint(conn).await?;
+            let fresh = now - log;
+            log = now;
+            if fresh <= CATCH_UP_FRAMES {
+                break;
+            }
+        }
+        let _no_commit_in_flight = write.lock().await;
+        checkpoint(conn).await?;
+        Ok(())
     }
 }
 
@@ -170,11 +227,16 @@ impl SqliteStore {
             .await
             .context("cannot open database read pool")?;
         let committer = commit::Committer::open(&path, backstop_pages)?;
+        let write = Arc::new(Mutex::new(write));
         Ok(SqliteStore {
             read,
-            write: Arc::new(Mutex::new(write)),
+            _checkpointer: Arc::new(Checkpointer::start(
+                checkpoint,
+                write.clone(),
+                i64::from(RESTART_AFTER_MIB * PAGES_PER_MIB),
+            )),
+            write,
             committer: Arc::new(committer),
-            _checkpointer: Arc::new(Checkpointer::start(checkpoint)),
         })
     }
 
@@ -289,3 +351,52 @@ macro_rules! write_tx {
     }};
 }
 use write_tx;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer that never pauses still gets its log started over: the file stops
+    /// growing. Without the pass under the write lock, a passive checkpoint never
+    /// catches up with the last commit, and the log grows by every commit.
+    #[tokio::test]
+    async fn a_writer_that_never_pauses_still_starts_the_log_over() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t.db");
+        let opts = options(&path);
+        let mut write = SqliteConnection::connect_with(&opts).await.expect("open");
+        // No checkpoint by the writer itself (the store's backstop, set out of reach).
+        sqlx::query("PRAGMA wal_autocheckpoint = 1000000")
+            .execute(&mut write)
+            .await
+            .expect("pragma");
+        sqlx::query("CREATE TABLE t (b BLOB NOT NULL)")
+            .execute(&mut write)
+            .await
+            .expect("create");
+        let checkpoint = SqliteConnection::connect_with(&opts).await.expect("open");
+        let write = Arc::new(Mutex::new(write));
+        let _checkpointer = Checkpointer::start(checkpoint, write.clone(), 64);
+        // Back-to-back commits of three pages and more each, for eight ticks.
+        let until = tokio::time::Instant::now() + CHECKPOINT_EVERY * 8;
+        let mut commits = 0u64;
+        while tokio::time::Instant::now() < until {
+            let mut w = write.lock().await;
+            sqlx::query("INSERT INTO t (b) VALUES (randomblob(10000))")
+                .execute(&mut *w)
+                .await
+                .expect("insert");
+            drop(w);
+            commits += 1;
+        }
+        let written = commits * 3 * 4096;
+        let wal = std::fs::metadata(path.with_extension("db-wal"))
+            .expect("wal")
+            .len();
+        assert!(commits > 100, "only {commits} commits");
+        assert!(
+            wal < written / 3,
+            "the log is {wal} bytes after {commits} commits ({written} bytes of pages at least)"
+        );
+    }
+}
