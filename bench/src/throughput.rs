@@ -79,8 +79,10 @@ pub struct StepFigures {
     pub mean_commit_ms: Option<f64>,
     /// Mean time from a send reaching the writer's queue to its commit, ms.
     pub mean_writer_ms: Option<f64>,
-    /// Commits that took over 50 ms (the server's histogram): a stall of the disk or
-    /// of the commit thread, as opposed to one of the sockets or the client.
+    /// Commits that took over 50 ms (the server's histogram, which counts the wait for
+    /// the store's write lock and the fsync): a stall of the disk, of the commit
+    /// thread or of a checkpoint pass under the lock, as opposed to one of the
+    /// sockets or the client.
     pub slow_commits: Option<f64>,
     /// The server's own p99 from a send reaching the writer's queue to its commit, ms:
     /// the upper bound of its histogram bucket.
