@@ -374,7 +374,7 @@ impl Rig {
                         ms("lingshi_commit_seconds"),
                         ms("lingshi_ack_latency_seconds"),
                         slow,
-                        histogram_p99_ms(&d, "lingshi_ack_latency_seconds"),
+                        histogram_p99_ms(&d, &a[0], "lingshi_ack_latency_seconds"),
                     )
                 }
                 _ => (None, None, None, None, None, None),
@@ -387,7 +387,7 @@ impl Rig {
             .map(|v| v as f64 / 1000.0)
             .collect();
         let acked = acks.len() as u64;
-        let stalls = stall_windows(&step, total);
+        let stalls = stall_windows(&step);
         let deliveries = std::mem::take(&mut *step.deliver_us.lock().expect("lock"));
         let span = (step.last_ack_us.load(Ordering::Relaxed) as f64 / 1e6)
             .max(send_end.as_secs_f64())
@@ -444,9 +444,9 @@ impl Rig {
 }
 
 /// See [`StepFigures::stalls`].
-fn stall_windows(step: &Step, total: usize) -> u64 {
+fn stall_windows(step: &Step) -> u64 {
     let mut windows = std::collections::BTreeMap::<u64, (u32, u32)>::new();
-    for (i, a) in step.ack_us.iter().enumerate().take(total) {
+    for (i, a) in step.ack_us.iter().enumerate() {
         let w = windows
             .entry((step.scheduled_us(i) / 100_000.0) as u64)
             .or_default();
@@ -460,20 +460,21 @@ fn stall_windows(step: &Step, total: usize) -> u64 {
 }
 
 /// The upper bound (ms) of the bucket that holds a histogram's 99th percentile, from
-/// `delta`, the change of a metric over the step.
-fn histogram_p99_ms(delta: &dyn Fn(&str) -> Option<f64>, name: &str) -> Option<f64> {
-    const BOUNDS: [&str; 13] = [
-        "0.0005", "0.001", "0.002", "0.005", "0.01", "0.02", "0.05", "0.1", "0.2", "0.5", "1", "2",
-        "5",
-    ];
+/// `delta`, the change of a metric over the step; the buckets are read from `text`,
+/// one node's metrics.
+fn histogram_p99_ms(delta: &dyn Fn(&str) -> Option<f64>, text: &str, name: &str) -> Option<f64> {
     let count = delta(&format!("{name}_count"))?;
     if count <= 0.0 {
         return None;
     }
-    BOUNDS.iter().find_map(|b| {
-        let below = delta(&format!("{name}_bucket{{le=\"{b}\"}}"))?;
-        (below >= 0.99 * count).then(|| b.parse::<f64>().ok().map(|s| s * 1000.0))?
-    })
+    let prefix = format!("{name}_bucket{{le=\"");
+    text.lines()
+        .filter_map(|l| l.strip_prefix(&prefix)?.split('"').next())
+        .filter(|le| *le != "+Inf")
+        .find_map(|le| {
+            let below = delta(&format!("{prefix}{le}\"}}"))?;
+            (below >= 0.99 * count).then(|| le.parse::<f64>().ok().map(|s| s * 1000.0))?
+        })
 }
 
 /// Which rates a run measures.
